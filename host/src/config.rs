@@ -1,0 +1,71 @@
+//! Command line and environment configuration: one clap definition, every
+//! field readable from its environment variable (the operations contract in
+//! README.md), every doc comment a line of `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plugins::AllocatorChoice;
+
+#[derive(Debug, Parser)]
+#[command(name = "wasmgate", version, about = "A gateway for AI task chat with sandboxed WebAssembly tools and model providers.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeConfig),
+    /// Work with plugin components.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Check that a component is a valid wasmgate plugin and list its tools.
+    ///
+    /// Uses the manifest beside the file (`name.toml` for `name.wasm`) when
+    /// there is one. Exits with status 1 and a reason otherwise.
+    Check {
+        /// The component, e.g. target/plugins/add-task.wasm.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on; port 0 picks a free port (the startup line says which).
+    #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Directory of plugins: each `<name>.wasm` with its `<name>.toml` manifest.
+    #[arg(long, env = "WASMGATE_PLUGINS", default_value = "target/plugins")]
+    pub plugins: PathBuf,
+
+    /// Directory for compiled components, so restarts do not recompile. Empty disables it.
+    #[arg(long, env = "WASMGATE_CACHE_DIR", default_value = "data/cache")]
+    pub cache_dir: PathBuf,
+
+    /// Instance allocator for plugins: pooling is faster; auto falls back to
+    /// on-demand when the address space cannot be reserved.
+    #[arg(long, env = "WASMGATE_ALLOCATOR", value_enum, default_value = "auto")]
+    pub allocator: AllocatorChoice,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl ServeConfig {
+    /// The cache directory, unless disabled with an empty value.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        (!self.cache_dir.as_os_str().is_empty()).then(|| self.cache_dir.clone())
+    }
+}

@@ -1,0 +1,224 @@
+//! Loading a plugin: from bytes and a manifest to a validated [`Plugin`].
+//!
+//! Every check happens here, before a plugin can serve a call: the file is a
+//! component, it implements the world its manifest names, it imports nothing
+//! it was not granted, it links, and its tool specs are well-formed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::Component;
+
+use super::bindings::{self, LOG_IMPORT, PROVIDER_EXPORT, TASKS_IMPORT, TOOL_EXPORT, TYPES_IMPORT};
+use super::error::LoadError;
+use super::manifest::{Capability, Manifest, PluginKind};
+use super::runtime::{Plugin, PluginPre, Runtime, ToolSpec};
+use super::state::CallState;
+
+/// What a component is, read from its type alone.
+#[derive(Debug)]
+pub struct Inspection {
+    pub kind: PluginKind,
+    /// The wasmgate capabilities it imports.
+    pub capabilities: Vec<Capability>,
+}
+
+impl Runtime {
+    /// Loads `<dir>/<stem>.toml` and the `<dir>/<stem>.wasm` beside it.
+    pub async fn load_file(&self, manifest_path: &Path) -> Result<Plugin, LoadError> {
+        let text = read(manifest_path)?;
+        let manifest = Manifest::parse(&String::from_utf8_lossy(&text)).map_err(|message| {
+            LoadError::Manifest {
+                path: manifest_path.display().to_string(),
+                message,
+            }
+        })?;
+        let wasm = read(&manifest_path.with_extension("wasm"))?;
+        self.load(manifest, &wasm).await
+    }
+
+    /// Validates and pre-instantiates a component under `manifest`.
+    pub async fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        let sha256 = sha256_hex(wasm);
+        let component = self.compile(&sha256, wasm)?;
+        let inspection = self.inspect_component(&component)?;
+        if inspection.kind != manifest.kind {
+            return Err(LoadError::KindMismatch {
+                manifest: manifest.kind.as_str(),
+                component: inspection.kind.as_str(),
+            });
+        }
+        if let Some(&missing) = inspection.capabilities.iter().find(|&&c| !manifest.grants(c)) {
+            return Err(LoadError::NotGranted {
+                import: capability_import(missing).to_string(),
+                capability: capability_name(missing),
+            });
+        }
+
+        let linker = self.linker(&manifest).map_err(|err| LoadError::Link(err.to_string()))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|err| LoadError::Link(format!("{err:#}")))?;
+        let link_error = |err: wasmtime::Error| LoadError::Link(format!("{err:#}"));
+        let pre = match manifest.kind {
+            PluginKind::Tool => {
+                PluginPre::Tool(bindings::tool::TaskToolPre::new(instance_pre).map_err(link_error)?)
+            }
+            PluginKind::Provider => PluginPre::Provider(
+                bindings::provider::ProviderPluginPre::new(instance_pre).map_err(link_error)?,
+            ),
+        };
+
+        let mut plugin = Plugin {
+            name: Arc::from(manifest.name.as_str()),
+            permits: Semaphore::new(manifest.limits.max_concurrency as usize),
+            manifest,
+            sha256,
+            tools: Vec::new(),
+            loaded_at: SystemTime::now(),
+            pre,
+        };
+        if let PluginPre::Tool(pre) = &plugin.pre {
+            plugin.tools = self.list_tools(&plugin, pre).await?;
+        }
+        Ok(plugin)
+    }
+
+    /// Reads what kind of plugin `wasm` is and what it imports, without a
+    /// manifest (for `wasmgate plugins check`).
+    pub fn inspect(&self, wasm: &[u8]) -> Result<Inspection, LoadError> {
+        let component = self.compile(&sha256_hex(wasm), wasm)?;
+        self.inspect_component(&component)
+    }
+
+    fn compile(&self, sha256: &str, wasm: &[u8]) -> Result<Component, LoadError> {
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm),
+        }
+        self.cache
+            .compile(&self.engine, sha256, wasm)
+            .map_err(|err| LoadError::Compile(format!("{err:#}")))
+    }
+
+    fn inspect_component(&self, component: &Component) -> Result<Inspection, LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+        let kind = match (exports.contains(&TOOL_EXPORT), exports.contains(&PROVIDER_EXPORT)) {
+            (true, false) => PluginKind::Tool,
+            (false, true) => PluginKind::Provider,
+            _ => {
+                let exports = if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                };
+                return Err(LoadError::WrongWorld { exports });
+            }
+        };
+
+        let mut capabilities = Vec::new();
+        for (import, _) in ty.imports(&self.engine) {
+            match import {
+                TASKS_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Tasks),
+                LOG_IMPORT => capabilities.push(Capability::Log),
+                TYPES_IMPORT => {}
+                // WASI is linked for every plugin with nothing granted.
+                _ if import.starts_with("wasi:") => {}
+                _ => return Err(LoadError::UnknownImport(import.to_string())),
+            }
+        }
+        Ok(Inspection { kind, capabilities })
+    }
+
+    async fn list_tools(
+        &self,
+        plugin: &Plugin,
+        pre: &bindings::tool::TaskToolPre<CallState>,
+    ) -> Result<Vec<ToolSpec>, LoadError> {
+        let state = CallState::new(&plugin.name, &plugin.manifest.limits);
+        let specs = self
+            .run_guest(plugin, state, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.wasmgate_plugin_tool().call_list_tools(&mut *store).await
+            })
+            .await
+            .map_err(|err| LoadError::ListTools(err.to_string()))?;
+
+        let mut tools: Vec<ToolSpec> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let tool = check_tool_spec(spec)?;
+            if tools.iter().any(|t| t.name == tool.name) {
+                return Err(LoadError::InvalidToolSpec {
+                    tool: tool.name,
+                    message: "listed twice".into(),
+                });
+            }
+            tools.push(tool);
+        }
+        if tools.is_empty() {
+            return Err(LoadError::ListTools("the component offers no tools".into()));
+        }
+        Ok(tools)
+    }
+}
+
+fn check_tool_spec(
+    spec: bindings::tool::exports::wasmgate::plugin::tool::ToolSpec,
+) -> Result<ToolSpec, LoadError> {
+    let invalid = |message: &str| LoadError::InvalidToolSpec {
+        tool: spec.name.clone(),
+        message: message.to_string(),
+    };
+    let name_ok = spec.name.len() <= 64
+        && spec.name.starts_with(|c: char| c.is_ascii_lowercase())
+        && spec
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(invalid("names are 1-64 characters of a-z, 0-9 and '_', starting with a letter"));
+    }
+    if spec.description.trim().is_empty() {
+        return Err(invalid("the description is empty"));
+    }
+    let schema: serde_json::Value = serde_json::from_str(&spec.input_schema)
+        .map_err(|err| invalid(&format!("the input schema is not JSON: {err}")))?;
+    if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(invalid("the input schema must be an object schema ({\"type\":\"object\", ...})"));
+    }
+    Ok(ToolSpec {
+        name: spec.name,
+        description: spec.description,
+        input_schema: schema,
+    })
+}
+
+fn capability_import(capability: Capability) -> &'static str {
+    match capability {
+        Capability::Log => LOG_IMPORT,
+        Capability::Tasks => TASKS_IMPORT,
+    }
+}
+
+pub fn capability_name(capability: Capability) -> &'static str {
+    match capability {
+        Capability::Log => "log",
+        Capability::Tasks => "tasks",
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

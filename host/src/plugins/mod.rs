@@ -1,0 +1,25 @@
+//! The plugin runtime: wasmtime, the WIT bindings, limits, the host
+//! capabilities and the registry of loaded plugins.
+//!
+//! This layer knows nothing about HTTP, JSON error bodies, sqlx or JWTs: it
+//! loads components, checks them against `wit/plugin.wit` and their
+//! manifests, and runs calls under their limits.
+
+mod bindings;
+mod cache;
+mod call;
+pub mod engine;
+mod error;
+mod host;
+mod load;
+pub mod manifest;
+mod registry;
+mod runtime;
+mod state;
+
+pub use engine::{Allocator, AllocatorChoice};
+pub use error::{CallError, LoadError};
+pub use load::{Inspection, capability_name};
+pub use manifest::{Capability, Manifest, PluginKind};
+pub use registry::{Registry, Snapshot};
+pub use runtime::{Plugin, Runtime, RuntimeOptions, ToolSpec};

@@ -1,0 +1,103 @@
+//! The plugin runtime: the engine, the compiled-component cache, and the
+//! linkers that decide what a plugin may import.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings;
+use super::cache::ComponentCache;
+use super::engine::{self, Allocator, AllocatorChoice};
+use super::manifest::{Capability, Manifest, PluginKind};
+use super::state::CallState;
+
+/// Everything needed to load and call plugins. Cheap to share behind an
+/// `Arc`; holds no per-plugin state.
+pub struct Runtime {
+    pub(super) engine: Engine,
+    allocator: Allocator,
+    pub(super) cache: ComponentCache,
+}
+
+pub struct RuntimeOptions {
+    pub allocator: AllocatorChoice,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A loaded, validated plugin, ready to be called. Immutable: a new version
+/// of the plugin is a new `Plugin`.
+pub struct Plugin {
+    pub manifest: Manifest,
+    /// Hex sha256 of the component file.
+    pub sha256: String,
+    /// The tools it offers (empty for providers).
+    pub tools: Vec<ToolSpec>,
+    pub loaded_at: SystemTime,
+    pub(super) name: Arc<str>,
+    pub(super) pre: PluginPre,
+    /// One permit per instance allowed to run at once.
+    pub(super) permits: Semaphore,
+}
+
+/// A tool as offered to the model and MCP clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of the arguments, parsed and checked at load.
+    pub input_schema: serde_json::Value,
+}
+
+/// The pre-instantiated component: imports resolved and type-checked once,
+/// so a call only has to allocate and initialise an instance.
+pub(super) enum PluginPre {
+    Tool(bindings::tool::TaskToolPre<CallState>),
+    #[expect(dead_code, reason = "provider calls arrive with the agent loop")]
+    Provider(bindings::provider::ProviderPluginPre<CallState>),
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.manifest.kind
+    }
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let (engine, allocator) = engine::build(options.allocator)?;
+        tracing::info!(?allocator, "wasm engine ready");
+        let cache = ComponentCache::new(&engine, options.cache_dir);
+        Ok(Runtime {
+            engine,
+            allocator,
+            cache,
+        })
+    }
+
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    /// A linker providing WASI (with nothing granted) and exactly the
+    /// capabilities `manifest` grants. Anything else a component imports
+    /// fails to link.
+    pub(super) fn linker(&self, manifest: &Manifest) -> wasmtime::Result<Linker<CallState>> {
+        use bindings::tool::wasmgate::plugin::{log, types};
+
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| &mut state.log)?;
+        log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| &mut state.log)?;
+        let _ = manifest.grants(Capability::Tasks);
+        Ok(linker)
+    }
+}

@@ -1,0 +1,108 @@
+//! What one call's [`Store`](wasmtime::Store) holds: a WASI context that
+//! grants nothing, the resource limiter, and the host capability contexts.
+//!
+//! A fresh `CallState` is built for every call and dropped with its store,
+//! so nothing a plugin does survives into the next call or another user's.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::host::log::LogHost;
+use super::host::stdio::GuestOutput;
+use super::manifest::Limits;
+
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: Limiter,
+    pub(super) log: LogHost,
+}
+
+impl CallState {
+    pub fn new(plugin: &Arc<str>, limits: &Limits) -> Self {
+        // No preopened directories, no environment, no arguments, no
+        // network: the builder's defaults, made explicit where it matters.
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(plugin.clone(), "stdout"))
+            .stderr(GuestOutput::new(plugin.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            log: LogHost::new(plugin.clone()),
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// [`StoreLimits`] that remembers when it refused to grow memory, so that the
+/// trap that usually follows (a Rust guest aborts when allocation fails) is
+/// reported as the memory limit it really is.
+pub struct Limiter {
+    inner: StoreLimits,
+    pub memory_exceeded: bool,
+}
+
+impl Limiter {
+    fn new(limits: &Limits) -> Self {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes())
+                .table_elements(100_000)
+                .instances(64)
+                .tables(64)
+                .memories(8)
+                .build(),
+            memory_exceeded: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.memory_exceeded |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}

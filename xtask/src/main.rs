@@ -1,0 +1,204 @@
+//! Project automation, run as `cargo xtask <command>` from anywhere in the
+//! repository:
+//!
+//! - `build`: the plugins (for wasm32-wasip2, laid out with their manifests
+//!   in `target/plugins/`, test-only ones in `target/test-plugins/`) and the
+//!   release host at `target/release/wasmgate`;
+//! - `run`: `build`, then `wasmgate serve` on the embedded defaults;
+//! - `test`: the plugins, then every test suite of the workspace;
+//! - `bench`: the plugins, then the benchmarks.
+//!
+//! Plain `std::process::Command`s: what runs is what a person would type.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+const USAGE: &str = "usage: cargo xtask <build | run | test | bench> [extra args for the underlying command]";
+
+fn main() -> std::process::ExitCode {
+    match xtask() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn xtask() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+
+    match command.as_str() {
+        "build" => {
+            build_plugins(&root)?;
+            cargo(&["build", "--release", "--package", "wasmgate"])
+        }
+        "run" => {
+            build_plugins(&root)?;
+            cargo(&["build", "--release", "--package", "wasmgate"])?;
+            let mut serve = Command::new(root.join("target/release/wasmgate"));
+            serve.arg("serve").args(&rest);
+            run(&mut serve)
+        }
+        "test" => {
+            build_plugins(&root)?;
+            let mut test = cargo_command(&["test", "--workspace"]);
+            test.args(&rest);
+            run(&mut test)
+        }
+        "bench" => {
+            build_plugins(&root)?;
+            let mut bench = cargo_command(&["bench", "--package", "wasmgate"]);
+            bench.args(&rest);
+            run(&mut bench)
+        }
+        "" | "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+/// Builds every guest crate and lays the components out beside their
+/// manifests: `plugins/<dir>/plugin.toml` names the plugin, and its
+/// component lands as `<name>.wasm` next to `<name>.toml`.
+fn build_plugins(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    let wasm_target_dir = root.join("target/wasm");
+    cargo(&[
+        "build",
+        "--release",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "--target",
+        WASM_TARGET,
+        "--target-dir",
+        wasm_target_dir.to_str().context("the target path is not UTF-8")?,
+    ])?;
+    let built = wasm_target_dir.join(WASM_TARGET).join("release");
+
+    for (source_dir, out_dir) in [
+        (root.join("plugins"), root.join("target/plugins")),
+        (root.join("plugins/testing"), root.join("target/test-plugins")),
+    ] {
+        std::fs::create_dir_all(&out_dir)?;
+        for crate_dir in subdirectories(&source_dir)? {
+            let Some(crate_name) = crate_name(&crate_dir)? else {
+                continue;
+            };
+            let artifact = built.join(format!("{}.wasm", crate_name.replace('-', "_")));
+            let artifact = if artifact.exists() {
+                artifact
+            } else {
+                built.join(format!("{crate_name}.wasm"))
+            };
+            let manifest = crate_dir.join("plugin.toml");
+            let plugin_name = if manifest.exists() {
+                manifest_name(&manifest)?
+            } else {
+                crate_name.clone()
+            };
+            copy(&artifact, &out_dir.join(format!("{plugin_name}.wasm")))?;
+            if manifest.exists() {
+                copy(&manifest, &out_dir.join(format!("{plugin_name}.toml")))?;
+            }
+        }
+    }
+    println!("plugins laid out in target/plugins and target/test-plugins");
+    Ok(())
+}
+
+/// Installs the wasm target through rustup when the pinned toolchain lacks it.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (the wasm32-wasip2 target is installed through it)")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    println!("installing the {WASM_TARGET} target through rustup");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// The package name of the crate in `dir`, or `None` if `dir` holds no
+/// crate (e.g. `plugins/testing` itself, seen from `plugins/`) or only the SDK.
+fn crate_name(dir: &Path) -> anyhow::Result<Option<String>> {
+    let cargo_toml = dir.join("Cargo.toml");
+    if !cargo_toml.exists() || dir.ends_with("sdk") {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&cargo_toml)?;
+    let name = toml_string(&text, "name")
+        .with_context(|| format!("{} has no package name", cargo_toml.display()))?;
+    Ok(Some(name))
+}
+
+fn manifest_name(manifest: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(manifest)?;
+    toml_string(&text, "name").with_context(|| format!("{} has no name", manifest.display()))
+}
+
+/// The first `key = "value"` line of a TOML file: enough for the `name` of a
+/// Cargo.toml's `[package]` and of a plugin manifest, both written first.
+fn toml_string(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn subdirectories(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    run(&mut cargo_command(args))
+}
+
+fn cargo_command(args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args);
+    command
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
