@@ -41,13 +41,15 @@ impl ComponentCache {
         let Some(path) = self.entry(sha256) else {
             return Component::new(engine, bytes);
         };
-        if path.exists() {
+        // Read into memory rather than map the file: a mapped file that
+        // someone truncates under us would crash the process (SIGBUS).
+        if let Ok(compiled) = std::fs::read(&path) {
             // SAFETY: the file was written by `store` below from
             // `Component::serialize` of the same engine configuration (the
             // engine key is in the name) and renamed into place atomically;
             // wasmtime also checks its header against this engine. The cache
             // directory belongs to the gateway, like its database.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize(engine, &compiled) } {
                 Ok(component) => return Ok(component),
                 Err(err) => tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable cache entry"),
             }

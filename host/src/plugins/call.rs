@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::bindings::ToolError;
 use super::error::CallError;
 use super::runtime::{Plugin, PluginPre, Runtime};
 use super::state::CallState;
@@ -27,6 +28,13 @@ impl Runtime {
         let PluginPre::Tool(pre) = &plugin.pre else {
             return Err(CallError::UnknownTool(tool.to_string()));
         };
+        // The contract promises tools a JSON object; hold callers to it here
+        // so no plugin has to defend against anything else.
+        if !serde_json::from_str::<serde_json::Value>(arguments).is_ok_and(|v| v.is_object()) {
+            return Err(CallError::Tool(ToolError::InvalidArguments(
+                "arguments must be a JSON object".into(),
+            )));
+        }
         let state = CallState::new(&plugin.name, &plugin.manifest.limits);
         let (tool, arguments) = (tool.to_string(), arguments.to_string());
         let output = self

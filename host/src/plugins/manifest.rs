@@ -93,7 +93,7 @@ impl Limits {
 
 /// The largest values a manifest may ask for. They bound what one plugin can
 /// take from the host whatever its manifest says.
-pub const MAX_MEMORY_MIB: u32 = 256;
+pub const MAX_MEMORY_MIB: u32 = 512;
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_CONCURRENCY: u32 = 256;
 pub const MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
@@ -179,7 +179,7 @@ mod tests {
         check(&format!("{BASE}capabilities = [\"network\"]"), Err("unknown variant `network`"));
         check(&format!("{BASE}colour = \"blue\""), Err("unknown field `colour`"));
         check(&format!("{BASE}[limits]\nmemory = 3"), Err("unknown field `memory`"));
-        check(&format!("{BASE}[limits]\nmemory_mib = 4096"), Err("limits.memory_mib"));
+        check(&format!("{BASE}[limits]\nmemory_mib = 8192"), Err("limits.memory_mib"));
         check(&format!("{BASE}[limits]\ntimeout_ms = 0"), Err("limits.timeout_ms"));
         check("name = \"Add Task\"\nversion = \"1\"\nkind = \"tool\"", Err("name"));
         check("name = \"x\"\nversion = \"1\"\nkind = \"gadget\"", Err("unknown variant `gadget`"));

@@ -1,0 +1,115 @@
+//! `wasmgate plugins check`: accepts every built plugin, rejects what is not
+//! one, each with a message that says why.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{plugins_dir, test_plugins_dir};
+
+/// Runs `wasmgate plugins check <file>`: exit success and stdout+stderr.
+fn check(file: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["plugins", "check"])
+        .arg(file)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn rejects(file: &Path, needle: &str) {
+    let (ok, text) = check(file);
+    assert!(!ok, "{} was accepted:\n{text}", file.display());
+    assert!(text.contains(needle), "{} rejected without {needle:?}:\n{text}", file.display());
+}
+
+#[test]
+fn accepts_every_built_plugin() {
+    let mut checked = 0;
+    for dir in [plugins_dir(), test_plugins_dir()] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let has_manifest = path.with_extension("toml").exists();
+            if path.extension().is_some_and(|e| e == "wasm") && has_manifest {
+                let (ok, text) = check(&path);
+                assert!(ok, "{} rejected:\n{text}", path.display());
+                assert!(text.contains("ok: a tool plugin") || text.contains("ok: a provider plugin"), "{text}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "only {checked} plugins found");
+}
+
+#[test]
+fn lists_the_tools_of_a_plugin() {
+    let (ok, text) = check(&test_plugins_dir().join("echo.wasm"));
+    assert!(ok, "{text}");
+    assert!(text.contains("manifest: echo 0.1.0"), "{text}");
+    assert!(text.contains("  noop: Does nothing"), "{text}");
+    assert!(text.contains("  echo: Returns its arguments"), "{text}");
+}
+
+#[test]
+fn checks_a_bare_component_without_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("my-tool.wasm");
+    std::fs::copy(test_plugins_dir().join("echo.wasm"), &bare).unwrap();
+    let (ok, text) = check(&bare);
+    assert!(ok, "{text}");
+    assert!(text.contains("manifest: none"), "{text}");
+    assert!(text.contains("noop"), "{text}");
+}
+
+#[test]
+fn rejects_a_core_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("core.wasm");
+    // `(module)`: the smallest valid core WebAssembly module.
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    rejects(&module, "core WebAssembly module, not a component");
+}
+
+#[test]
+fn rejects_a_component_of_another_world() {
+    rejects(
+        &test_plugins_dir().join("hello-cli.wasm"),
+        "exports neither wasmgate:plugin/tool@0.1.0 nor wasmgate:plugin/provider@0.1.0 (it exports: wasi:cli/run",
+    );
+}
+
+#[test]
+fn rejects_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not webassembly at all").unwrap();
+    rejects(&garbage, "not a WebAssembly file");
+
+    let truncated = dir.path().join("truncated.wasm");
+    let mut bytes = std::fs::read(test_plugins_dir().join("echo.wasm")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&truncated, bytes).unwrap();
+    rejects(&truncated, "does not compile");
+}
+
+#[test]
+fn rejects_a_missing_file_and_a_bad_manifest() {
+    rejects(Path::new("/nonexistent/plugin.wasm"), "cannot read");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_plugins_dir().join("echo.wasm"), dir.path().join("echo.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("echo.toml"),
+        "name = \"echo\"\nversion = \"1\"\nkind = \"tool\"\ncapabilities = [\"network\"]\n",
+    )
+    .unwrap();
+    rejects(&dir.path().join("echo.wasm"), "unknown variant `network`");
+
+    std::fs::write(dir.path().join("echo.toml"), "name = \"echo\"\nversion = \"1\"\nkind = \"provider\"\n").unwrap();
+    rejects(&dir.path().join("echo.wasm"), "kind = \"provider\" but the component is a tool plugin");
+}
