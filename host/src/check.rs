@@ -43,7 +43,11 @@ async fn load_without_manifest(runtime: &Runtime, file: &Path) -> Result<Plugin,
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     let manifest = Manifest {
-        name: if name.is_empty() { "plugin".into() } else { name },
+        name: if name.is_empty() {
+            "plugin".into()
+        } else {
+            name
+        },
         version: "0.0.0".into(),
         kind: inspection.kind,
         capabilities: inspection.capabilities,

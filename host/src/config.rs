@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::plugins::AllocatorChoice;
 
 #[derive(Debug, Parser)]
-#[command(name = "wasmgate", version, about = "A gateway for AI task chat with sandboxed WebAssembly tools and model providers.")]
+#[command(
+    name = "wasmgate",
+    version,
+    about = "A gateway for AI task chat with sandboxed WebAssembly tools and model providers."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -25,7 +25,11 @@ fn check(file: &Path) -> (bool, String) {
 fn rejects(file: &Path, needle: &str) {
     let (ok, text) = check(file);
     assert!(!ok, "{} was accepted:\n{text}", file.display());
-    assert!(text.contains(needle), "{} rejected without {needle:?}:\n{text}", file.display());
+    assert!(
+        text.contains(needle),
+        "{} rejected without {needle:?}:\n{text}",
+        file.display()
+    );
 }
 
 #[test]
@@ -38,7 +42,10 @@ fn accepts_every_built_plugin() {
             if path.extension().is_some_and(|e| e == "wasm") && has_manifest {
                 let (ok, text) = check(&path);
                 assert!(ok, "{} rejected:\n{text}", path.display());
-                assert!(text.contains("ok: a tool plugin") || text.contains("ok: a provider plugin"), "{text}");
+                assert!(
+                    text.contains("ok: a tool plugin") || text.contains("ok: a provider plugin"),
+                    "{text}"
+                );
                 checked += 1;
             }
         }
@@ -102,7 +109,11 @@ fn rejects_a_missing_file_and_a_bad_manifest() {
     rejects(Path::new("/nonexistent/plugin.wasm"), "cannot read");
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(test_plugins_dir().join("echo.wasm"), dir.path().join("echo.wasm")).unwrap();
+    std::fs::copy(
+        test_plugins_dir().join("echo.wasm"),
+        dir.path().join("echo.wasm"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("echo.toml"),
         "name = \"echo\"\nversion = \"1\"\nkind = \"tool\"\ncapabilities = [\"network\"]\n",
@@ -110,6 +121,13 @@ fn rejects_a_missing_file_and_a_bad_manifest() {
     .unwrap();
     rejects(&dir.path().join("echo.wasm"), "unknown variant `network`");
 
-    std::fs::write(dir.path().join("echo.toml"), "name = \"echo\"\nversion = \"1\"\nkind = \"provider\"\n").unwrap();
-    rejects(&dir.path().join("echo.wasm"), "kind = \"provider\" but the component is a tool plugin");
+    std::fs::write(
+        dir.path().join("echo.toml"),
+        "name = \"echo\"\nversion = \"1\"\nkind = \"provider\"\n",
+    )
+    .unwrap();
+    rejects(
+        &dir.path().join("echo.wasm"),
+        "kind = \"provider\" but the component is a tool plugin",
+    );
 }

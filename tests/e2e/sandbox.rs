@@ -68,8 +68,14 @@ async fn an_endless_loop_meets_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_meets_its_memory_limit() {
     let (error, _, _) = attack("hog").await;
-    assert!(matches!(error, CallError::MemoryLimit { mib: 384, .. }), "{error:?}");
-    assert!(error.to_string().contains("memory limit of 384 MiB"), "{error}");
+    assert!(
+        matches!(error, CallError::MemoryLimit { mib: 384, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("memory limit of 384 MiB"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,12 +125,24 @@ async fn a_plugin_serves_again_after_each_attack() {
 async fn tool_errors_and_unknown_tools_are_reported() {
     let runtime = support::runtime();
     let echo = load(&runtime, &test_plugins_dir(), "echo").await;
-    let error = runtime.call_tool(&echo, "noop", "[1, 2]").await.unwrap_err();
+    let error = runtime
+        .call_tool(&echo, "noop", "[1, 2]")
+        .await
+        .unwrap_err();
     assert!(matches!(error, CallError::Tool(_)), "{error:?}");
-    assert!(error.to_string().starts_with("invalid arguments"), "{error}");
+    assert!(
+        error.to_string().starts_with("invalid arguments"),
+        "{error}"
+    );
     let error = runtime.call_tool(&echo, "nope", "{}").await.unwrap_err();
-    assert!(error.to_string().contains("no tool named \"nope\""), "{error}");
-    assert_eq!(runtime.call_tool(&echo, "noop", "{}").await.unwrap(), json!({}));
+    assert!(
+        error.to_string().contains("no tool named \"nope\""),
+        "{error}"
+    );
+    assert_eq!(
+        runtime.call_tool(&echo, "noop", "{}").await.unwrap(),
+        json!({})
+    );
 }
 
 #[tokio::test]
@@ -141,7 +159,10 @@ async fn a_tool_name_clash_names_both_plugins() {
     let wasm = std::fs::read(dir.join("echo.wasm")).unwrap();
     let copy = Arc::new(runtime.load(manifest, &wasm).await.unwrap());
     let error = snapshot.insert(copy).unwrap_err().to_string();
-    assert!(error.contains("\"echo-copy\"") && error.contains("\"echo\""), "{error}");
+    assert!(
+        error.contains("\"echo-copy\"") && error.contains("\"echo\""),
+        "{error}"
+    );
     assert_eq!(snapshot.plugins().count(), 1);
 }
 
@@ -157,15 +178,27 @@ async fn compiled_components_are_cached_on_disk() {
     let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
     assert_eq!(entries.len(), 1, "one compiled component cached");
     let entry = entries[0].as_ref().unwrap().path();
-    assert!(entry.file_name().unwrap().to_string_lossy().starts_with(&echo.sha256));
+    assert!(
+        entry
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&echo.sha256)
+    );
 
     // A second load comes from the cache and works the same.
     let again = load(&runtime, &test_plugins_dir(), "echo").await;
-    let answer: Value = runtime.call_tool(&again, "echo", r#"{"a":1}"#).await.unwrap();
+    let answer: Value = runtime
+        .call_tool(&again, "echo", r#"{"a":1}"#)
+        .await
+        .unwrap();
     assert_eq!(answer, json!({"a": 1}));
 
     // A corrupt entry is ignored, not trusted.
     std::fs::write(&entry, b"not machine code").unwrap();
     let recovered = load(&runtime, &test_plugins_dir(), "echo").await;
-    assert_eq!(runtime.call_tool(&recovered, "noop", "{}").await.unwrap(), json!({}));
+    assert_eq!(
+        runtime.call_tool(&recovered, "noop", "{}").await.unwrap(),
+        json!({})
+    );
 }

@@ -17,7 +17,8 @@ use anyhow::{Context, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-const USAGE: &str = "usage: cargo xtask <build | run | test | bench> [extra args for the underlying command]";
+const USAGE: &str =
+    "usage: cargo xtask <build | run | test | bench> [extra args for the underlying command]";
 
 fn main() -> std::process::ExitCode {
     match xtask() {
@@ -56,8 +57,10 @@ fn xtask() -> anyhow::Result<()> {
         }
         "bench" => {
             build_plugins(&root)?;
-            let mut bench = cargo_command(&["bench", "--package", "wasmgate"]);
-            bench.args(&rest);
+            let mut bench = cargo_command(&["bench", "--package", "wasmgate", "--benches"]);
+            // As the server does (see host/src/main.rs): no backtrace capture
+            // for every error value wasmtime creates internally.
+            bench.env("RUST_LIB_BACKTRACE", "0").args(&rest);
             run(&mut bench)
         }
         "" | "help" | "--help" | "-h" => {
@@ -82,13 +85,18 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
         "--target",
         WASM_TARGET,
         "--target-dir",
-        wasm_target_dir.to_str().context("the target path is not UTF-8")?,
+        wasm_target_dir
+            .to_str()
+            .context("the target path is not UTF-8")?,
     ])?;
     let built = wasm_target_dir.join(WASM_TARGET).join("release");
 
     for (source_dir, out_dir) in [
         (root.join("plugins"), root.join("target/plugins")),
-        (root.join("plugins/testing"), root.join("target/test-plugins")),
+        (
+            root.join("plugins/testing"),
+            root.join("target/test-plugins"),
+        ),
     ] {
         std::fs::create_dir_all(&out_dir)?;
         for crate_dir in subdirectories(&source_dir)? {

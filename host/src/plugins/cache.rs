@@ -51,7 +51,9 @@ impl ComponentCache {
             // directory belongs to the gateway, like its database.
             match unsafe { Component::deserialize(engine, &compiled) } {
                 Ok(component) => return Ok(component),
-                Err(err) => tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable cache entry"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable cache entry")
+                }
             }
         }
         let component = Component::new(engine, bytes)?;
@@ -69,7 +71,9 @@ impl ComponentCache {
 
 fn store(path: &Path, component: &Component) -> anyhow::Result<()> {
     let bytes = component.serialize()?;
-    let dir = path.parent().expect("cache entries are always inside the cache directory");
+    let dir = path
+        .parent()
+        .expect("cache entries are always inside the cache directory");
     std::fs::create_dir_all(dir)?;
     // Write then rename, so a concurrent reader never sees half a file.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));

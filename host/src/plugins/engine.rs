@@ -42,10 +42,7 @@ pub enum Allocator {
 pub fn build(choice: AllocatorChoice) -> anyhow::Result<(Engine, Allocator)> {
     let (engine, allocator) = match choice {
         AllocatorChoice::OnDemand => (new_engine(None)?, Allocator::OnDemand),
-        AllocatorChoice::Pooling => (
-            new_engine(Some(pooling_config()))?,
-            Allocator::Pooling,
-        ),
+        AllocatorChoice::Pooling => (new_engine(Some(pooling_config()))?, Allocator::Pooling),
         AllocatorChoice::Auto => match new_engine(Some(pooling_config())) {
             Ok(engine) => (engine, Allocator::Pooling),
             Err(err) => {

@@ -51,14 +51,20 @@ impl Runtime {
                 component: inspection.kind.as_str(),
             });
         }
-        if let Some(&missing) = inspection.capabilities.iter().find(|&&c| !manifest.grants(c)) {
+        if let Some(&missing) = inspection
+            .capabilities
+            .iter()
+            .find(|&&c| !manifest.grants(c))
+        {
             return Err(LoadError::NotGranted {
                 import: capability_import(missing).to_string(),
                 capability: capability_name(missing),
             });
         }
 
-        let linker = self.linker(&manifest).map_err(|err| LoadError::Link(err.to_string()))?;
+        let linker = self
+            .linker(&manifest)
+            .map_err(|err| LoadError::Link(err.to_string()))?;
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|err| LoadError::Link(format!("{err:#}")))?;
@@ -108,7 +114,10 @@ impl Runtime {
     fn inspect_component(&self, component: &Component) -> Result<Inspection, LoadError> {
         let ty = component.component_type();
         let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
-        let kind = match (exports.contains(&TOOL_EXPORT), exports.contains(&PROVIDER_EXPORT)) {
+        let kind = match (
+            exports.contains(&TOOL_EXPORT),
+            exports.contains(&PROVIDER_EXPORT),
+        ) {
             (true, false) => PluginKind::Tool,
             (false, true) => PluginKind::Provider,
             _ => {
@@ -144,7 +153,10 @@ impl Runtime {
         let specs = self
             .run_guest(plugin, state, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
-                instance.wasmgate_plugin_tool().call_list_tools(&mut *store).await
+                instance
+                    .wasmgate_plugin_tool()
+                    .call_list_tools(&mut *store)
+                    .await
             })
             .await
             .map_err(|err| LoadError::ListTools(err.to_string()))?;
@@ -181,7 +193,9 @@ fn check_tool_spec(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !name_ok {
-        return Err(invalid("names are 1-64 characters of a-z, 0-9 and '_', starting with a letter"));
+        return Err(invalid(
+            "names are 1-64 characters of a-z, 0-9 and '_', starting with a letter",
+        ));
     }
     if spec.description.trim().is_empty() {
         return Err(invalid("the description is empty"));
@@ -189,7 +203,9 @@ fn check_tool_spec(
     let schema: serde_json::Value = serde_json::from_str(&spec.input_schema)
         .map_err(|err| invalid(&format!("the input schema is not JSON: {err}")))?;
     if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
-        return Err(invalid("the input schema must be an object schema ({\"type\":\"object\", ...})"));
+        return Err(invalid(
+            "the input schema must be an object schema ({\"type\":\"object\", ...})",
+        ));
     }
     Ok(ToolSpec {
         name: spec.name,
@@ -220,5 +236,8 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -126,7 +126,12 @@ impl Manifest {
             return Err("a provider may not be granted the tasks capability".into());
         }
         let limits = &self.limits;
-        check_range("limits.memory_mib", limits.memory_mib.into(), 1, MAX_MEMORY_MIB.into())?;
+        check_range(
+            "limits.memory_mib",
+            limits.memory_mib.into(),
+            1,
+            MAX_MEMORY_MIB.into(),
+        )?;
         check_range("limits.timeout_ms", limits.timeout_ms, 1, MAX_TIMEOUT_MS)?;
         check_range(
             "limits.max_concurrency",
@@ -134,7 +139,12 @@ impl Manifest {
             1,
             MAX_CONCURRENCY.into(),
         )?;
-        check_range("limits.max_output_bytes", limits.max_output_bytes, 1, MAX_OUTPUT_BYTES)?;
+        check_range(
+            "limits.max_output_bytes",
+            limits.max_output_bytes,
+            1,
+            MAX_OUTPUT_BYTES,
+        )?;
         Ok(())
     }
 
@@ -176,14 +186,38 @@ mod tests {
     #[test]
     fn rejects_what_it_does_not_understand() {
         check(&format!("{BASE}capabilities = [\"tasks\"]"), Ok(()));
-        check(&format!("{BASE}capabilities = [\"network\"]"), Err("unknown variant `network`"));
-        check(&format!("{BASE}colour = \"blue\""), Err("unknown field `colour`"));
-        check(&format!("{BASE}[limits]\nmemory = 3"), Err("unknown field `memory`"));
-        check(&format!("{BASE}[limits]\nmemory_mib = 8192"), Err("limits.memory_mib"));
-        check(&format!("{BASE}[limits]\ntimeout_ms = 0"), Err("limits.timeout_ms"));
-        check("name = \"Add Task\"\nversion = \"1\"\nkind = \"tool\"", Err("name"));
-        check("name = \"x\"\nversion = \"1\"\nkind = \"gadget\"", Err("unknown variant `gadget`"));
-        check("name = \"x\"\nkind = \"tool\"", Err("missing field `version`"));
+        check(
+            &format!("{BASE}capabilities = [\"network\"]"),
+            Err("unknown variant `network`"),
+        );
+        check(
+            &format!("{BASE}colour = \"blue\""),
+            Err("unknown field `colour`"),
+        );
+        check(
+            &format!("{BASE}[limits]\nmemory = 3"),
+            Err("unknown field `memory`"),
+        );
+        check(
+            &format!("{BASE}[limits]\nmemory_mib = 8192"),
+            Err("limits.memory_mib"),
+        );
+        check(
+            &format!("{BASE}[limits]\ntimeout_ms = 0"),
+            Err("limits.timeout_ms"),
+        );
+        check(
+            "name = \"Add Task\"\nversion = \"1\"\nkind = \"tool\"",
+            Err("name"),
+        );
+        check(
+            "name = \"x\"\nversion = \"1\"\nkind = \"gadget\"",
+            Err("unknown variant `gadget`"),
+        );
+        check(
+            "name = \"x\"\nkind = \"tool\"",
+            Err("missing field `version`"),
+        );
         check(
             "name = \"x\"\nversion = \"1\"\nkind = \"provider\"\ncapabilities = [\"tasks\"]",
             Err("provider may not"),

@@ -110,7 +110,8 @@ impl Snapshot {
             }
         }
         for (index, tool) in plugin.tools.iter().enumerate() {
-            self.tools.insert(tool.name.clone(), (plugin.clone(), index));
+            self.tools
+                .insert(tool.name.clone(), (plugin.clone(), index));
         }
         self.plugins.insert(plugin.name().to_string(), plugin);
         Ok(())

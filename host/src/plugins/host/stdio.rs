@@ -45,7 +45,10 @@ impl GuestOutput {
     fn write(&self, bytes: &[u8]) {
         // A poisoned lock only means another write panicked; the log is
         // best-effort either way.
-        let mut lines = self.inner.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut lines = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let take = bytes.len().min(lines.remaining);
         lines.remaining -= take;
         lines.pending.extend_from_slice(&bytes[..take]);
@@ -112,7 +115,11 @@ impl Pollable for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         GuestOutput::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }
