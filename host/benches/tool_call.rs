@@ -62,6 +62,7 @@ async fn measure(choice: AllocatorChoice, plugins: &Path) -> Figures {
         Runtime::new(RuntimeOptions {
             allocator: choice,
             cache_dir: None,
+            tasks: None,
         })
         .unwrap(),
     );
@@ -76,7 +77,10 @@ async fn measure(choice: AllocatorChoice, plugins: &Path) -> Figures {
                 let (plugin, _) = snapshot
                     .tool("noop")
                     .expect("the echo test plugin is loaded");
-                runtime.call_tool(plugin, "noop", "{}").await.unwrap();
+                runtime
+                    .call_tool(plugin, "bench", "noop", "{}")
+                    .await
+                    .unwrap();
             }
         }
     };

@@ -15,6 +15,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeOptions {
         allocator: AllocatorChoice::OnDemand,
         cache_dir: None,
+        tasks: None,
     })?;
     let manifest_path = file.with_extension("toml");
     let plugin = if manifest_path.exists() {

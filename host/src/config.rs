@@ -24,6 +24,18 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(ServeConfig),
+    /// Print an HS256 JWT for a user, signed with BETTER_AUTH_SECRET.
+    Token {
+        /// The user the token speaks for (its `sub` claim).
+        #[arg(long)]
+        user: String,
+        /// The shared secret; the same variable the server reads.
+        #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// How long the token is valid, in seconds.
+        #[arg(long, default_value_t = 24 * 3600)]
+        ttl_seconds: u64,
+    },
     /// Work with plugin components.
     Plugins {
         #[command(subcommand)]
@@ -62,12 +74,38 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_ALLOCATOR", value_enum, default_value = "auto")]
     pub allocator: AllocatorChoice,
 
+    /// Database: `sqlite://path` (created on first run) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// HS256 secret for user JWTs (Better Auth's shared secret). Unset: dev
+    /// mode, with a secret made for this run and a token printed for `demo`.
+    #[arg(long, env = "BETTER_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// JWKS URL for asymmetric (EdDSA/RS256/ES256) user tokens.
+    #[arg(long, env = "WASMGATE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Required `iss` claim of user tokens, if set.
+    #[arg(long, env = "WASMGATE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim of user tokens, if set.
+    #[arg(long, env = "WASMGATE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 }
 
 impl ServeConfig {
+    /// The HS256 secret, unless unset or empty (dev mode).
+    pub fn auth_secret(&self) -> Option<&str> {
+        self.auth_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// The cache directory, unless disabled with an empty value.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         (!self.cache_dir.as_os_str().is_empty()).then(|| self.cache_dir.clone())

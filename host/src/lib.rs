@@ -1,19 +1,28 @@
 //! wasmgate: a gateway for AI task chat whose tools and model providers are
 //! sandboxed WebAssembly components. See ARCHITECTURE.md for the map.
 
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod http;
 pub mod plugins;
+pub mod store;
+pub mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use auth::{AuthConfig, Authenticator};
 use config::ServeConfig;
 use plugins::{Registry, Runtime, RuntimeOptions, Snapshot};
+use store::Store;
+
+/// The user dev mode prints a token for.
+pub const DEV_USER: &str = "demo";
 
 /// Serves the gateway on `listener` until `shutdown` resolves. The binary
 /// and the tests both start the server through this function.
@@ -22,9 +31,33 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .context("opening the database")?;
+
+    let secret = match config.auth_secret() {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            let secret = auth::random_secret();
+            let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600));
+            tracing::warn!(
+                "dev mode: BETTER_AUTH_SECRET is not set; tokens are signed with a secret made for this run"
+            );
+            println!("dev mode: token for user {DEV_USER}: {token}");
+            secret
+        }
+    };
+    let authenticator = Authenticator::new(AuthConfig {
+        secret: Some(secret),
+        jwks_url: config.jwks_url.clone(),
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+    });
+
     let runtime = Arc::new(Runtime::new(RuntimeOptions {
         allocator: config.allocator,
         cache_dir: config.cache_dir(),
+        tasks: Some(Arc::new(store.clone())),
     })?);
     let snapshot = Snapshot::load_dir(&runtime, &config.plugins).await;
     let registry = Arc::new(Registry::new(snapshot));
@@ -32,6 +65,8 @@ pub async fn run(
     let state = http::AppState {
         runtime,
         registry,
+        store,
+        auth: Arc::new(authenticator),
         config: Arc::new(config),
     };
     axum::serve(listener, http::router(state))

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,6 +25,25 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => serve(config).await,
+            Command::Token {
+                user,
+                secret,
+                ttl_seconds,
+            } => {
+                let secret = secret.filter(|s| !s.is_empty()).context(
+                    "set BETTER_AUTH_SECRET (or --secret) to the server's secret; \
+                     a server without one prints its own dev token at startup",
+                )?;
+                println!(
+                    "{}",
+                    wasmgate::auth::mint(
+                        secret.as_bytes(),
+                        &user,
+                        Duration::from_secs(ttl_seconds)
+                    )
+                );
+                Ok(())
+            }
             Command::Plugins {
                 command: PluginsCommand::Check { file },
             } => wasmgate::check::run(&file).await,

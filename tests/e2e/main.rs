@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `wasmgate` binary and the real runtime, with
 //! real components built from `plugins/` by `cargo xtask build`/`test`.
 
+mod auth;
 mod check;
 mod sandbox;
 mod serve;
 mod support;
+mod tasks;

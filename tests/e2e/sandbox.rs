@@ -30,7 +30,7 @@ async fn attack(tool: &str) -> (CallError, Duration, usize) {
             while !stop.load(Ordering::Relaxed) {
                 let args = json!({ "worker": worker, "n": n });
                 let answer = runtime
-                    .call_tool(&echo, "echo", &args.to_string())
+                    .call_tool(&echo, "alice", "echo", &args.to_string())
                     .await
                     .expect("echo keeps serving during the attack");
                 assert_eq!(answer, args, "echo answered another call's arguments");
@@ -43,7 +43,7 @@ async fn attack(tool: &str) -> (CallError, Duration, usize) {
 
     let started = Instant::now();
     let error = runtime
-        .call_tool(&hostile, tool, "{}")
+        .call_tool(&hostile, "mallory", tool, "{}")
         .await
         .expect_err("a hostile call must fail");
     let took = started.elapsed();
@@ -101,7 +101,10 @@ async fn fifty_megabytes_of_output_meet_the_output_limit() {
 async fn files_sockets_and_environment_are_denied() {
     let runtime = support::runtime();
     let hostile = load(&runtime, &test_plugins_dir(), "hostile").await;
-    let report = runtime.call_tool(&hostile, "escape", "{}").await.unwrap();
+    let report = runtime
+        .call_tool(&hostile, "mallory", "escape", "{}")
+        .await
+        .unwrap();
     let file_error = report["file"]["error"].as_str().unwrap_or_default();
     let socket_error = report["socket"]["error"].as_str().unwrap_or_default();
     assert!(!file_error.is_empty(), "the file was read: {report}");
@@ -114,9 +117,12 @@ async fn a_plugin_serves_again_after_each_attack() {
     let runtime = support::runtime();
     let hostile = load(&runtime, &test_plugins_dir(), "hostile").await;
     for tool in ["spin", "hog", "crash", "flood"] {
-        runtime.call_tool(&hostile, tool, "{}").await.unwrap_err();
+        runtime
+            .call_tool(&hostile, "mallory", tool, "{}")
+            .await
+            .unwrap_err();
         // A fresh instance per call: the next call starts clean.
-        let report = runtime.call_tool(&hostile, "escape", "{}").await;
+        let report = runtime.call_tool(&hostile, "mallory", "escape", "{}").await;
         assert!(report.is_ok(), "after {tool}: {report:?}");
     }
 }
@@ -126,7 +132,7 @@ async fn tool_errors_and_unknown_tools_are_reported() {
     let runtime = support::runtime();
     let echo = load(&runtime, &test_plugins_dir(), "echo").await;
     let error = runtime
-        .call_tool(&echo, "noop", "[1, 2]")
+        .call_tool(&echo, "alice", "noop", "[1, 2]")
         .await
         .unwrap_err();
     assert!(matches!(error, CallError::Tool(_)), "{error:?}");
@@ -134,13 +140,19 @@ async fn tool_errors_and_unknown_tools_are_reported() {
         error.to_string().starts_with("invalid arguments"),
         "{error}"
     );
-    let error = runtime.call_tool(&echo, "nope", "{}").await.unwrap_err();
+    let error = runtime
+        .call_tool(&echo, "alice", "nope", "{}")
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().contains("no tool named \"nope\""),
         "{error}"
     );
     assert_eq!(
-        runtime.call_tool(&echo, "noop", "{}").await.unwrap(),
+        runtime
+            .call_tool(&echo, "alice", "noop", "{}")
+            .await
+            .unwrap(),
         json!({})
     );
 }
@@ -172,6 +184,7 @@ async fn compiled_components_are_cached_on_disk() {
     let runtime = Runtime::new(wasmgate::plugins::RuntimeOptions {
         allocator: wasmgate::plugins::AllocatorChoice::OnDemand,
         cache_dir: Some(cache.path().to_path_buf()),
+        tasks: None,
     })
     .unwrap();
     let echo = load(&runtime, &test_plugins_dir(), "echo").await;
@@ -189,7 +202,7 @@ async fn compiled_components_are_cached_on_disk() {
     // A second load comes from the cache and works the same.
     let again = load(&runtime, &test_plugins_dir(), "echo").await;
     let answer: Value = runtime
-        .call_tool(&again, "echo", r#"{"a":1}"#)
+        .call_tool(&again, "alice", "echo", r#"{"a":1}"#)
         .await
         .unwrap();
     assert_eq!(answer, json!({"a": 1}));
@@ -198,7 +211,10 @@ async fn compiled_components_are_cached_on_disk() {
     std::fs::write(&entry, b"not machine code").unwrap();
     let recovered = load(&runtime, &test_plugins_dir(), "echo").await;
     assert_eq!(
-        runtime.call_tool(&recovered, "noop", "{}").await.unwrap(),
+        runtime
+            .call_tool(&recovered, "alice", "noop", "{}")
+            .await
+            .unwrap(),
         json!({})
     );
 }

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use wasmgate::plugins::{AllocatorChoice, Plugin, Runtime, RuntimeOptions};
+use wasmgate::store::Store;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,12 +38,137 @@ fn built_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A runtime without a task store (tools-only tests).
 pub fn runtime() -> Runtime {
     Runtime::new(RuntimeOptions {
         allocator: AllocatorChoice::Auto,
         cache_dir: None,
+        tasks: None,
     })
     .expect("the engine builds")
+}
+
+/// A runtime whose `tasks` capability uses `store`.
+pub fn runtime_with(store: &Store) -> Runtime {
+    Runtime::new(RuntimeOptions {
+        allocator: AllocatorChoice::Auto,
+        cache_dir: None,
+        tasks: Some(Arc::new(store.clone())),
+    })
+    .expect("the engine builds")
+}
+
+/// The HS256 secret test servers run with.
+pub const SECRET: &str = "test-secret-of-sufficient-length-0123456789";
+
+/// A valid token for `user`, signed with [`SECRET`].
+pub fn token(user: &str) -> String {
+    wasmgate::auth::mint(SECRET.as_bytes(), user, Duration::from_secs(600))
+}
+
+/// A fresh, empty database: a SQLite file, or (for `Backend::Postgres`) a new
+/// database on the server named by `WASMGATE_TEST_POSTGRES_URL`.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    /// For PostgreSQL: the admin URL and the database to drop afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; do the async cleanup on a
+        // thread of its own. Best effort: a leftover database is harmless.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends to test against: SQLite always, PostgreSQL when
+/// `WASMGATE_TEST_POSTGRES_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Sqlite];
+    if std::env::var("WASMGATE_TEST_POSTGRES_URL").is_ok_and(|url| !url.is_empty()) {
+        backends.push(Backend::Postgres);
+    }
+    backends
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                TestDatabase {
+                    url,
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let admin =
+                    std::env::var("WASMGATE_TEST_POSTGRES_URL").expect("checked by backends()");
+                let name = format!(
+                    "wasmgate_test_{}_{}_{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed),
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis()
+                );
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("connecting to WASMGATE_TEST_POSTGRES_URL");
+                sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+                )
+                .await
+                .expect("creating a test database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .unwrap_or(&admin);
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                    postgres: Some((admin.clone(), name)),
+                }
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url)
+            .await
+            .expect("the test database opens")
+    }
 }
 
 /// Loads `<dir>/<name>.toml` and its component.
@@ -59,11 +188,28 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts `wasmgate serve` with `plugins` as its plugin directory.
+    /// Starts `wasmgate serve` with `plugins` as its plugin directory, a
+    /// SQLite database of its own and [`SECRET`] as its token secret.
     pub fn start(plugins: &Path) -> TestServer {
+        TestServer::start_with(plugins, &[])
+    }
+
+    /// As [`TestServer::start`], with extra environment variables (they
+    /// override the defaults, e.g. `DATABASE_URL`).
+    pub fn start_with(plugins: &Path, env: &[(&str, &str)]) -> TestServer {
         let data = tempfile::tempdir().expect("a temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmgate"));
+        command
             .arg("serve")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", data.path().join("wasmgate.db").display()),
+            )
+            .env("BETTER_AUTH_SECRET", SECRET);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .env("WASMGATE_LISTEN", "127.0.0.1:0")
             .env("WASMGATE_PLUGINS", plugins)
             .env("WASMGATE_CACHE_DIR", data.path().join("cache"))

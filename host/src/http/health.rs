@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -11,13 +12,23 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 once the plugin set is loaded, with what it holds.
-pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
+/// 200 once the plugin set is loaded and the database answers; 503 while
+/// the database does not.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let snapshot = state.registry.snapshot();
-    Json(json!({
-        "status": "ready",
-        "plugins": snapshot.plugins().count(),
-        "tools": snapshot.tools().len(),
-        "rejected": snapshot.rejected().len(),
-    }))
+    let database = state.store.ping().await;
+    let status = if database {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if database { "ready" } else { "database_unavailable" },
+            "plugins": snapshot.plugins().count(),
+            "tools": snapshot.tools().len(),
+            "rejected": snapshot.rejected().len(),
+        })),
+    )
 }

@@ -4,8 +4,10 @@
 //! it turns requests into calls on the layers below and their errors into
 //! [`ApiError`] responses.
 
+mod auth;
 mod error;
 mod health;
+mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
-use axum::routing::get;
+use axum::routing::{get, patch};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -21,14 +23,18 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, AppJson};
 
+use crate::auth::Authenticator;
 use crate::config::ServeConfig;
 use crate::plugins::{Registry, Runtime};
+use crate::store::Store;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
     pub config: Arc<ServeConfig>,
 }
 
@@ -37,6 +43,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/{user_id}/tasks", get(tasks::list).post(tasks::create))
+        .route(
+            "/api/{user_id}/tasks/{id}",
+            get(tasks::get).put(tasks::update).delete(tasks::delete),
+        )
+        .route(
+            "/api/{user_id}/tasks/{id}/complete",
+            patch(tasks::toggle_complete),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

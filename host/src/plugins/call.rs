@@ -13,15 +13,17 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::ToolError;
 use super::error::CallError;
+use super::host::tasks::TasksHost;
 use super::runtime::{Plugin, PluginPre, Runtime};
 use super::state::CallState;
 
 impl Runtime {
-    /// Runs tool `tool` of `plugin` with `arguments` (a JSON object as text)
-    /// and returns its JSON result.
+    /// Runs tool `tool` of `plugin` for `user` with `arguments` (a JSON
+    /// object as text) and returns its JSON result.
     pub async fn call_tool(
         &self,
         plugin: &Plugin,
+        user: &str,
         tool: &str,
         arguments: &str,
     ) -> Result<serde_json::Value, CallError> {
@@ -35,7 +37,8 @@ impl Runtime {
                 "arguments must be a JSON object".into(),
             )));
         }
-        let state = CallState::new(&plugin.name, &plugin.manifest.limits);
+        let tasks = TasksHost::new(user.to_string(), self.tasks.clone());
+        let state = CallState::new(&plugin.name, &plugin.manifest.limits, tasks);
         let (tool, arguments) = (tool.to_string(), arguments.to_string());
         let output = self
             .run_guest(plugin, state, async |store| {
@@ -72,13 +75,12 @@ impl Runtime {
         body: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let limit = plugin.manifest.limits.timeout();
-        let deadline = Instant::now() + limit;
         let deadline_error = || CallError::Deadline {
             plugin: plugin.name().to_string(),
             limit,
         };
 
-        // Waiting for a slot counts against the call's deadline.
+        // Waiting for a free slot is bounded by the same time as running.
         let _permit = match tokio::time::timeout(limit, plugin.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
             _ => {
@@ -88,6 +90,7 @@ impl Runtime {
             }
         };
 
+        let deadline = Instant::now() + limit;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);

@@ -14,6 +14,7 @@ use wasmtime::component::Component;
 
 use super::bindings::{self, LOG_IMPORT, PROVIDER_EXPORT, TASKS_IMPORT, TOOL_EXPORT, TYPES_IMPORT};
 use super::error::LoadError;
+use super::host::tasks::TasksHost;
 use super::manifest::{Capability, Manifest, PluginKind};
 use super::runtime::{Plugin, PluginPre, Runtime, ToolSpec};
 use super::state::CallState;
@@ -149,7 +150,9 @@ impl Runtime {
         plugin: &Plugin,
         pre: &bindings::tool::TaskToolPre<CallState>,
     ) -> Result<Vec<ToolSpec>, LoadError> {
-        let state = CallState::new(&plugin.name, &plugin.manifest.limits);
+        // list-tools runs for nobody: the tasks capability has no user.
+        let tasks = TasksHost::new(String::new(), None);
+        let state = CallState::new(&plugin.name, &plugin.manifest.limits, tasks);
         let specs = self
             .run_guest(plugin, state, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;

@@ -61,7 +61,8 @@ pub enum Capability {
 pub struct Limits {
     /// Linear memory per instance, in MiB.
     pub memory_mib: u32,
-    /// Wall-clock time per call, instantiation included, in milliseconds.
+    /// Wall-clock time per call, instantiation included, in milliseconds. A
+    /// call waiting for a concurrency slot waits at most this long too.
     pub timeout_ms: u64,
     /// Instances of this plugin running at once; further calls wait for a
     /// slot (within their deadline).

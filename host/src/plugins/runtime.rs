@@ -14,6 +14,7 @@ use super::cache::ComponentCache;
 use super::engine::{self, Allocator, AllocatorChoice};
 use super::manifest::{Capability, Manifest, PluginKind};
 use super::state::CallState;
+use crate::tasks::TaskRepository;
 
 /// Everything needed to load and call plugins. Cheap to share behind an
 /// `Arc`; holds no per-plugin state.
@@ -21,12 +22,16 @@ pub struct Runtime {
     pub(super) engine: Engine,
     allocator: Allocator,
     pub(super) cache: ComponentCache,
+    /// Where the `tasks` capability reads and writes; `None` in tools-only
+    /// setups (benchmarks, `plugins check`), where it answers `unavailable`.
+    pub(super) tasks: Option<Arc<dyn TaskRepository>>,
 }
 
 pub struct RuntimeOptions {
     pub allocator: AllocatorChoice,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    pub tasks: Option<Arc<dyn TaskRepository>>,
 }
 
 /// A loaded, validated plugin, ready to be called. Immutable: a new version
@@ -80,6 +85,7 @@ impl Runtime {
             engine,
             allocator,
             cache,
+            tasks: options.tasks,
         })
     }
 
@@ -91,13 +97,17 @@ impl Runtime {
     /// capabilities `manifest` grants. Anything else a component imports
     /// fails to link.
     pub(super) fn linker(&self, manifest: &Manifest) -> wasmtime::Result<Linker<CallState>> {
-        use bindings::tool::wasmgate::plugin::{log, types};
+        use bindings::tool::wasmgate::plugin::{log, tasks, types};
 
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| &mut state.log)?;
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| &mut state.log)?;
-        let _ = manifest.grants(Capability::Tasks);
+        if manifest.grants(Capability::Tasks) {
+            tasks::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| {
+                &mut state.tasks
+            })?;
+        }
         Ok(linker)
     }
 }

@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::host::log::LogHost;
 use super::host::stdio::GuestOutput;
+use super::host::tasks::TasksHost;
 use super::manifest::Limits;
 
 pub struct CallState {
@@ -19,10 +20,11 @@ pub struct CallState {
     table: ResourceTable,
     pub(super) limiter: Limiter,
     pub(super) log: LogHost,
+    pub(super) tasks: TasksHost,
 }
 
 impl CallState {
-    pub fn new(plugin: &Arc<str>, limits: &Limits) -> Self {
+    pub fn new(plugin: &Arc<str>, limits: &Limits, tasks: TasksHost) -> Self {
         // No preopened directories, no environment, no arguments, no
         // network: the builder's defaults, made explicit where it matters.
         let wasi = WasiCtx::builder()
@@ -37,6 +39,7 @@ impl CallState {
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             log: LogHost::new(plugin.clone()),
+            tasks,
         }
     }
 }

@@ -64,6 +64,17 @@ pub trait Tool {
     fn call(args: Self::Args) -> Result<Self::Output, ToolError>;
 }
 
+/// A task error is a tool error the model can explain.
+impl From<tasks::TaskError> for ToolError {
+    fn from(error: tasks::TaskError) -> Self {
+        match error {
+            tasks::TaskError::NotFound(id) => ToolError::NotFound(format!("task {id} not found")),
+            tasks::TaskError::Invalid(message) => ToolError::InvalidArguments(message),
+            tasks::TaskError::Unavailable(message) => ToolError::Failed(message),
+        }
+    }
+}
+
 /// The [`ToolSpec`] of `T`, as `list-tools` reports it.
 pub fn spec<T: Tool>() -> ToolSpec {
     ToolSpec {

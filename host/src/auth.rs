@@ -1,0 +1,269 @@
+//! Who is calling: verification of user JWTs, and minting of HS256 tokens
+//! for `wasmgate token` and dev mode.
+//!
+//! Two kinds of keys, never mixed up: the shared HS256 secret
+//! (`BETTER_AUTH_SECRET`) and the public keys of a JWKS (`WASMGATE_JWKS_URL`,
+//! EdDSA/RS256/ES256, as Better Auth issues). The algorithm a token may use
+//! follows from the key that verifies it, never from the token alone, so
+//! `alg: none` and HS/RS confusion cannot verify. This module knows nothing
+//! about HTTP; `http::auth` maps its errors to 401.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+
+/// Clock skew tolerated on `exp` (and `nbf`), in seconds.
+const LEEWAY_SECONDS: u64 = 30;
+/// A JWKS is fetched again for an unknown `kid` at most this often.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(2);
+/// The longest a JWKS may take to arrive, and the most it may weigh.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+const JWKS_MAX_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token expired")]
+    Expired,
+    #[error("the token names no user (no sub, user_id or id claim)")]
+    NoSubject,
+}
+
+pub struct AuthConfig {
+    /// HS256 shared secret; `None` disables HS256 tokens.
+    pub secret: Option<Vec<u8>>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+pub struct Authenticator {
+    hs256: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Keys from a JWKS URL, cached by `kid`, refreshed when a token names a
+/// `kid` the cache lacks.
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
+    /// Serialises refreshes and remembers the last one.
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<Value>,
+    user_id: Option<Value>,
+    id: Option<Value>,
+}
+
+impl Authenticator {
+    pub fn new(config: AuthConfig) -> Authenticator {
+        Authenticator {
+            hs256: config.secret.as_deref().map(DecodingKey::from_secret),
+            jwks: config.jwks_url.map(|url| Jwks {
+                url,
+                client: reqwest::Client::builder()
+                    .timeout(JWKS_TIMEOUT)
+                    .build()
+                    .expect("building a reqwest client with a timeout cannot fail"),
+                keys: RwLock::new(HashMap::new()),
+                last_fetch: Mutex::new(None),
+            }),
+            issuer: config.issuer,
+            audience: config.audience,
+        }
+    }
+
+    /// The user a bearer token speaks for.
+    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|err| AuthError::Invalid(err.to_string()))?;
+        let (key, algorithm) = match header.alg {
+            Algorithm::HS256 => match &self.hs256 {
+                Some(key) => (key.clone(), Algorithm::HS256),
+                None => {
+                    return Err(AuthError::Invalid(
+                        "HS256 tokens are not accepted here".into(),
+                    ));
+                }
+            },
+            Algorithm::HS384 | Algorithm::HS512 => {
+                return Err(AuthError::Invalid(format!(
+                    "{:?} is not accepted",
+                    header.alg
+                )));
+            }
+            _ => match &self.jwks {
+                Some(jwks) => jwks.key(header.kid.as_deref(), header.alg).await?,
+                None => {
+                    return Err(AuthError::Invalid(format!(
+                        "{:?} tokens need a JWKS, and none is configured",
+                        header.alg
+                    )));
+                }
+            },
+        };
+
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_aud = self.audience.is_some();
+        if let Some(audience) = &self.audience {
+            validation.set_audience(&[audience]);
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(err.to_string()),
+            })?
+            .claims;
+        [claims.sub, claims.user_id, claims.id]
+            .into_iter()
+            .flatten()
+            .find_map(|value| match value {
+                Value::String(s) if !s.trim().is_empty() => Some(s),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .ok_or(AuthError::NoSubject)
+    }
+}
+
+impl Jwks {
+    async fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<(DecodingKey, Algorithm), AuthError> {
+        if let Some(found) = self.lookup(kid, alg).await {
+            return Ok(found);
+        }
+        self.refresh().await;
+        self.lookup(kid, alg)
+            .await
+            .ok_or_else(|| AuthError::Invalid("no JWKS key matches the token".into()))
+    }
+
+    /// The key named by `kid` (or the only key, without one), provided its
+    /// algorithm is the token's.
+    async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<(DecodingKey, Algorithm)> {
+        let keys = self.keys.read().await;
+        let found = match kid {
+            Some(kid) => keys.get(kid),
+            None if keys.len() == 1 => keys.values().next(),
+            None => None,
+        };
+        found.filter(|(_, key_alg)| *key_alg == alg).cloned()
+    }
+
+    async fn refresh(&self) {
+        let mut last_fetch = self.last_fetch.lock().await;
+        if last_fetch.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
+            return;
+        }
+        *last_fetch = Some(Instant::now());
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "JWKS loaded");
+                *self.keys.write().await = keys;
+            }
+            Err(err) => tracing::warn!(url = %self.url, error = %err, "JWKS fetch failed"),
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<HashMap<String, (DecodingKey, Algorithm)>> {
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?;
+        let body = response.bytes().await?;
+        anyhow::ensure!(
+            body.len() <= JWKS_MAX_BYTES,
+            "JWKS larger than {JWKS_MAX_BYTES} bytes"
+        );
+        let set: JwkSet = serde_json::from_slice(&body)?;
+        let mut keys = HashMap::new();
+        for (index, jwk) in set.keys.iter().enumerate() {
+            let Some(algorithm) = public_key_algorithm(&jwk.algorithm) else {
+                continue; // symmetric or unsupported keys never verify here
+            };
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .unwrap_or_else(|| index.to_string());
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => {
+                    keys.insert(kid, (key, algorithm));
+                }
+                Err(err) => tracing::warn!(kid, error = %err, "skipping an unusable JWKS key"),
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The one algorithm a public key verifies. Symmetric keys get `None`: a
+/// JWKS must never turn into an HMAC secret.
+fn public_key_algorithm(params: &AlgorithmParameters) -> Option<Algorithm> {
+    match params {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            (okp.curve == EllipticCurve::Ed25519).then_some(Algorithm::EdDSA)
+        }
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+/// An HS256 token for `user`, valid for `ttl`.
+pub fn mint(secret: &[u8], user: &str, ttl: Duration) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = MintedClaims {
+        sub: user,
+        iat: now,
+        exp: now + ttl.as_secs(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("encoding HS256 claims of plain strings and integers cannot fail")
+}
+
+/// A fresh random secret for dev mode, valid for this run only.
+pub fn random_secret() -> Vec<u8> {
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).expect("the OS random source is available");
+    secret
+}

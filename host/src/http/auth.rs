@@ -1,0 +1,56 @@
+//! Authentication at the HTTP edge: the bearer token becomes an [`AuthUser`],
+//! and routes under `/api/{user_id}/…` check that the path names that user.
+//!
+//! Order of answers (http-api.md, Auth): no or bad token → 401; a valid
+//! token for another user's path → 403; another user's resource → 404.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{ApiError, AppState};
+use crate::auth::AuthError;
+
+/// The user the request's bearer token speaks for.
+pub struct AuthUser(pub String);
+
+impl AuthUser {
+    /// The user, if `path_user` (the `{user_id}` of the route) is them.
+    pub fn owns(&self, path_user: &str) -> Result<&str, ApiError> {
+        if self.0 == path_user {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the token does not belong to the user in the path",
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts).ok_or_else(|| unauthorized(AuthError::Missing))?;
+        state
+            .auth
+            .verify(token)
+            .await
+            .map(AuthUser)
+            .map_err(unauthorized)
+    }
+}
+
+pub(super) fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn unauthorized(error: AuthError) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+}

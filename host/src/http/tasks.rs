@@ -1,0 +1,166 @@
+//! The tasks REST API (http-api.md, "Tasks REST API"): the same store the
+//! task tools use, for the user in the path.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::auth::AuthUser;
+use super::{ApiError, AppJson, AppState};
+use crate::tasks::{NewTask, StatusFilter, Task, TaskError, TaskPatch, TaskRepository};
+
+/// A task on the wire.
+#[derive(Serialize)]
+pub struct TaskBody {
+    id: i64,
+    title: String,
+    description: Option<String>,
+    completed: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Task> for TaskBody {
+    fn from(task: Task) -> Self {
+        TaskBody {
+            id: task.id,
+            title: task.title,
+            description: task.description,
+            completed: task.completed,
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    title: String,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct UpdateBody {
+    title: Option<String>,
+    description: Option<String>,
+    completed: Option<bool>,
+}
+
+impl From<TaskError> for ApiError {
+    fn from(error: TaskError) -> Self {
+        match error {
+            TaskError::NotFound(_) => ApiError::not_found(error.to_string()),
+            TaskError::Invalid(message) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            ),
+            TaskError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the task store is unavailable; try again shortly",
+            ),
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(user): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<TaskBody>>, ApiError> {
+    let user = auth.owns(&user)?;
+    let filter = match query.status.as_deref() {
+        None => StatusFilter::All,
+        Some(text) => StatusFilter::parse(text).ok_or_else(|| {
+            ApiError::bad_request("status must be one of all, pending, completed")
+        })?,
+    };
+    let tasks = state.store.list(user, filter).await?;
+    Ok(Json(tasks.into_iter().map(TaskBody::from).collect()))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(user): Path<String>,
+    AppJson(body): AppJson<CreateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = auth.owns(&user)?;
+    let new = NewTask {
+        title: body.title,
+        description: body.description,
+    };
+    let task = state.store.add(user, new).await?;
+    Ok((StatusCode::CREATED, Json(TaskBody::from(task))))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((user, id)): Path<(String, String)>,
+) -> Result<Json<TaskBody>, ApiError> {
+    let user = auth.owns(&user)?;
+    Ok(Json(state.store.get(user, task_id(&id)?).await?.into()))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((user, id)): Path<(String, String)>,
+    AppJson(body): AppJson<UpdateBody>,
+) -> Result<Json<TaskBody>, ApiError> {
+    let user = auth.owns(&user)?;
+    let patch = TaskPatch {
+        title: body.title,
+        description: body.description,
+        completed: body.completed,
+    };
+    Ok(Json(
+        state.store.update(user, task_id(&id)?, patch).await?.into(),
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((user, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let user = auth.owns(&user)?;
+    state.store.delete(user, task_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH …/complete` toggles, as the spec's frontend expects.
+pub async fn toggle_complete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((user, id)): Path<(String, String)>,
+) -> Result<Json<TaskBody>, ApiError> {
+    let user = auth.owns(&user)?;
+    let id = task_id(&id)?;
+    let task = state.store.get(user, id).await?;
+    let patch = TaskPatch {
+        completed: Some(!task.completed),
+        ..TaskPatch::default()
+    };
+    Ok(Json(state.store.update(user, id, patch).await?.into()))
+}
+
+/// Task ids are positive integers; anything else names no task.
+fn task_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("{text:?} is not a task id (a positive integer)"))
+        })
+}

@@ -1,0 +1,33 @@
+-- Tasks, conversations and messages (PostgreSQL). Timestamps are RFC 3339 UTC
+-- text written by the application, so both backends store the same values.
+CREATE TABLE tasks (
+    id          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id     TEXT    NOT NULL,
+    title       TEXT    NOT NULL,
+    description TEXT,
+    completed   BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at  TEXT    NOT NULL,
+    updated_at  TEXT    NOT NULL
+);
+CREATE INDEX tasks_by_user ON tasks (user_id, id);
+
+CREATE TABLE conversations (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    title      TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX conversations_by_user ON conversations (user_id, updated_at);
+
+CREATE TABLE messages (
+    id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    conversation_id BIGINT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    role            TEXT   NOT NULL,
+    content         TEXT   NOT NULL,
+    -- JSON: the tool calls an assistant message asked for, with results.
+    tool_calls      TEXT,
+    tool_call_id    TEXT,
+    created_at      TEXT   NOT NULL
+);
+CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
