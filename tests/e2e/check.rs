@@ -131,3 +131,22 @@ fn rejects_a_missing_file_and_a_bad_manifest() {
         "kind = \"provider\" but the component is a tool plugin",
     );
 }
+
+#[test]
+fn rejects_a_capability_the_manifest_does_not_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugins_dir().join("add-task.wasm"),
+        dir.path().join("add-task.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("add-task.toml"),
+        "name = \"add-task\"\nversion = \"1\"\nkind = \"tool\"\ncapabilities = [\"log\"]\n",
+    )
+    .unwrap();
+    rejects(
+        &dir.path().join("add-task.wasm"),
+        "imports wasmgate:plugin/tasks@0.1.0 but its manifest does not grant the `tasks` capability",
+    );
+}

@@ -70,3 +70,77 @@ async fn a_broken_plugin_is_rejected_and_the_rest_serve() {
     assert_eq!(ready["plugins"], 1, "{ready}");
     assert_eq!(ready["rejected"], 1, "{ready}");
 }
+
+#[tokio::test]
+async fn dev_mode_prints_a_working_token_for_demo() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .arg("serve")
+        .env_remove("BETTER_AUTH_SECRET")
+        .env("WASMGATE_LISTEN", "127.0.0.1:0")
+        .env("WASMGATE_PLUGINS", crate::support::plugins_dir())
+        .env("RUST_LOG", "error")
+        .current_dir(data.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .replace("wasmgate listening on ", "");
+    let dev_line = lines.next().unwrap().unwrap();
+    let token = dev_line
+        .strip_prefix("dev mode: token for user demo: ")
+        .unwrap_or_else(|| panic!("unexpected line {dev_line:?}"))
+        .to_string();
+
+    // The default database is a file under ./data, created on first run.
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/demo/tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 200);
+    assert!(data.path().join("data/wasmgate.db").exists());
+}
+
+#[tokio::test]
+async fn the_token_command_signs_with_the_configured_secret() {
+    use std::process::Command;
+
+    let minted = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["token", "--user", "carol"])
+        .env("BETTER_AUTH_SECRET", crate::support::SECRET)
+        .output()
+        .unwrap();
+    assert!(minted.status.success());
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+
+    let server = TestServer::start(&crate::support::plugins_dir())
+        .ready()
+        .await;
+    let response = reqwest::Client::new()
+        .get(server.url("/api/carol/tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["token", "--user", "carol"])
+        .env_remove("BETTER_AUTH_SECRET")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("set BETTER_AUTH_SECRET"));
+}
