@@ -53,6 +53,7 @@ async fn load_without_manifest(runtime: &Runtime, file: &Path) -> Result<Plugin,
         kind: inspection.kind,
         capabilities: inspection.capabilities,
         limits: Default::default(),
+        provider: None,
     };
     runtime.load(manifest, &wasm).await
 }

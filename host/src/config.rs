@@ -95,6 +95,27 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
+    /// The model: `rules` (offline) or `<provider plugin>:<model>`, e.g.
+    /// `openai:gpt-4o-mini` (with OPENAI_BASE_URL and OPENAI_API_KEY).
+    #[arg(long, env = "WASMGATE_MODEL", default_value = "rules")]
+    pub model: String,
+
+    /// Provider rounds per chat turn before the agent gives up.
+    #[arg(long, env = "WASMGATE_MAX_ROUNDS", default_value_t = 8)]
+    pub max_rounds: usize,
+
+    /// Stored messages sent to the model as history.
+    #[arg(long, env = "WASMGATE_HISTORY_MESSAGES", default_value_t = 40)]
+    pub history_messages: i64,
+
+    /// Longest a model provider round may take, in seconds (then 504).
+    #[arg(long, env = "WASMGATE_PROVIDER_TIMEOUT_SECS", default_value_t = 60)]
+    pub provider_timeout_secs: u64,
+
+    /// Chat turns per user and minute; 0 for no limit.
+    #[arg(long, env = "WASMGATE_CHAT_RATE_PER_MINUTE", default_value_t = 30)]
+    pub chat_rate_per_minute: u32,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

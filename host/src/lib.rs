@@ -1,6 +1,7 @@
 //! wasmgate: a gateway for AI task chat whose tools and model providers are
 //! sandboxed WebAssembly components. See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod auth;
 pub mod check;
 pub mod config;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use agent::{Agent, AgentConfig};
 use auth::{AuthConfig, Authenticator};
 use config::ServeConfig;
 use plugins::{Registry, Runtime, RuntimeOptions, Snapshot};
@@ -62,10 +64,23 @@ pub async fn run(
     let snapshot = Snapshot::load_dir(&runtime, &config.plugins).await;
     let registry = Arc::new(Registry::new(snapshot));
 
+    let agent = Agent::new(
+        runtime.clone(),
+        registry.clone(),
+        store.clone(),
+        AgentConfig {
+            model: config.model.clone(),
+            max_rounds: config.max_rounds.max(1),
+            history_messages: config.history_messages.max(2),
+            provider_timeout: Duration::from_secs(config.provider_timeout_secs.max(1)),
+        },
+    );
     let state = http::AppState {
         runtime,
         registry,
         store,
+        agent: Arc::new(agent),
+        chat_limiter: Arc::new(http::RateLimiter::new(config.chat_rate_per_minute)),
         auth: Arc::new(authenticator),
         config: Arc::new(config),
     };

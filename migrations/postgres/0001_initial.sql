@@ -25,9 +25,14 @@ CREATE TABLE messages (
     conversation_id BIGINT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
     role            TEXT   NOT NULL,
     content         TEXT   NOT NULL,
-    -- JSON: the tool calls an assistant message asked for, with results.
+    -- Assistant messages: JSON array of the tool calls asked for
+    -- ([{"id","name","arguments"}]).
     tool_calls      TEXT,
+    -- Tool messages: which call this is the result of, the tool's name, and
+    -- whether the call failed (0/1; content is then {"error": "..."}).
     tool_call_id    TEXT,
+    tool_name       TEXT,
+    is_error        INTEGER NOT NULL DEFAULT 0,
     created_at      TEXT   NOT NULL
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);

@@ -5,8 +5,10 @@
 //! [`ApiError`] responses.
 
 mod auth;
+mod chat;
 mod error;
 mod health;
+mod rate_limit;
 mod tasks;
 
 use std::sync::Arc;
@@ -15,14 +17,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
-use axum::routing::{get, patch};
+use axum::routing::{get, patch, post};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, AppJson};
+pub use rate_limit::RateLimiter;
 
+use crate::agent::Agent;
 use crate::auth::Authenticator;
 use crate::config::ServeConfig;
 use crate::plugins::{Registry, Runtime};
@@ -35,6 +39,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub store: Store,
     pub auth: Arc<Authenticator>,
+    pub agent: Arc<Agent>,
+    pub chat_limiter: Arc<RateLimiter>,
     pub config: Arc<ServeConfig>,
 }
 
@@ -43,6 +49,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/{user_id}/chat", post(chat::chat))
+        .route("/api/{user_id}/conversations", get(chat::conversations))
+        .route("/api/{user_id}/conversations/{id}", get(chat::conversation))
         .route("/api/{user_id}/tasks", get(tasks::list).post(tasks::create))
         .route(
             "/api/{user_id}/tasks/{id}",

@@ -86,6 +86,9 @@ pub enum CallError {
     Trap { plugin: String, message: String },
     #[error("plugin {plugin} is at its concurrency limit; try again shortly")]
     Busy { plugin: String },
+    /// A provider adapter refused a request or could not read a response.
+    #[error("{0}")]
+    Provider(String),
 }
 
 impl CallError {
@@ -100,6 +103,7 @@ impl CallError {
             CallError::InvalidOutput { .. } => "invalid_output",
             CallError::Trap { .. } => "trap",
             CallError::Busy { .. } => "busy",
+            CallError::Provider(_) => "provider_error",
         }
     }
 }

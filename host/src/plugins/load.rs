@@ -81,7 +81,7 @@ impl Runtime {
 
         let mut plugin = Plugin {
             name: Arc::from(manifest.name.as_str()),
-            permits: Semaphore::new(manifest.limits.max_concurrency as usize),
+            permits: Arc::new(Semaphore::new(manifest.limits.max_concurrency as usize)),
             manifest,
             sha256,
             tools: Vec::new(),
@@ -152,9 +152,12 @@ impl Runtime {
     ) -> Result<Vec<ToolSpec>, LoadError> {
         // list-tools runs for nobody: the tasks capability has no user.
         let tasks = TasksHost::new(String::new(), None);
-        let state = CallState::new(&plugin.name, &plugin.manifest.limits, tasks);
-        let specs = self
-            .run_guest(plugin, state, async |store| {
+        let mut session = self
+            .session(plugin, tasks)
+            .await
+            .map_err(|err| LoadError::ListTools(err.to_string()))?;
+        let specs = session
+            .run(async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
                     .wasmgate_plugin_tool()

@@ -23,6 +23,46 @@ pub struct Manifest {
     pub capabilities: Vec<Capability>,
     #[serde(default)]
     pub limits: Limits,
+    /// Where a provider's HTTP requests go; absent for providers that need
+    /// no network (like `rules`).
+    pub provider: Option<ProviderEndpoint>,
+}
+
+/// The one place a provider plugin's requests may go, and the key the host
+/// adds to them. The plugin never sees either: it describes a request by
+/// path, and the host joins it to this base URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEndpoint {
+    /// e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// An environment variable that, when set, replaces `base_url`
+    /// (e.g. `OPENAI_BASE_URL`, as the OpenAI SDKs read it).
+    pub base_url_env: Option<String>,
+    /// The environment variable holding the API key (e.g. `OPENAI_API_KEY`).
+    pub api_key_env: Option<String>,
+}
+
+impl ProviderEndpoint {
+    /// The base URL in effect: the env override if set, else `base_url`,
+    /// without a trailing slash.
+    pub fn resolved_base_url(&self) -> String {
+        let url = self
+            .base_url_env
+            .as_deref()
+            .and_then(|name| std::env::var(name).ok())
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| self.base_url.clone());
+        url.trim().trim_end_matches('/').to_string()
+    }
+
+    /// The API key, read from its environment variable at each use.
+    pub fn api_key(&self) -> Option<String> {
+        self.api_key_env
+            .as_deref()
+            .and_then(|name| std::env::var(name).ok())
+            .filter(|key| !key.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -125,6 +165,15 @@ impl Manifest {
         }
         if self.kind == PluginKind::Provider && self.capabilities.contains(&Capability::Tasks) {
             return Err("a provider may not be granted the tasks capability".into());
+        }
+        if let Some(endpoint) = &self.provider {
+            if self.kind != PluginKind::Provider {
+                return Err("only a provider may have a [provider] section".into());
+            }
+            let url = &endpoint.base_url;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!("provider.base_url {url:?} must be an http(s) URL"));
+            }
         }
         let limits = &self.limits;
         check_range(

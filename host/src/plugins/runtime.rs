@@ -46,7 +46,7 @@ pub struct Plugin {
     pub(super) name: Arc<str>,
     pub(super) pre: PluginPre,
     /// One permit per instance allowed to run at once.
-    pub(super) permits: Semaphore,
+    pub(super) permits: Arc<Semaphore>,
 }
 
 /// A tool as offered to the model and MCP clients.
@@ -62,7 +62,6 @@ pub struct ToolSpec {
 /// so a call only has to allocate and initialise an instance.
 pub(super) enum PluginPre {
     Tool(bindings::tool::TaskToolPre<CallState>),
-    #[expect(dead_code, reason = "provider calls arrive with the agent loop")]
     Provider(bindings::provider::ProviderPluginPre<CallState>),
 }
 

@@ -5,7 +5,10 @@
 //! in the SQL both backends accept (`$n` parameters, `RETURNING`); only the
 //! schema differs, in `migrations/sqlite` and `migrations/postgres`.
 
+mod conversations;
 mod tasks;
+
+pub use conversations::{Conversation, NewMessage, StoredMessage};
 
 use std::path::Path;
 use std::time::Duration;
@@ -123,9 +126,20 @@ fn now() -> String {
         .expect("formatting the current UTC time as RFC 3339 cannot fail")
 }
 
+/// The store failed; the cause was logged where it happened.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable")]
+pub struct StoreError;
+
 /// Logs a database error where it happened; callers see only that the store
 /// is unavailable.
-fn unavailable(err: sqlx::Error) -> crate::tasks::TaskError {
+fn db_error(err: sqlx::Error) -> StoreError {
     tracing::error!(error = %err, "database error");
-    crate::tasks::TaskError::Unavailable
+    StoreError
+}
+
+impl From<StoreError> for crate::tasks::TaskError {
+    fn from(_: StoreError) -> Self {
+        crate::tasks::TaskError::Unavailable
+    }
 }

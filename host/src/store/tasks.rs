@@ -7,7 +7,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, now, unavailable};
+use super::{Store, db_error, now};
+
+fn unavailable(err: sqlx::Error) -> TaskError {
+    db_error(err).into()
+}
 use crate::tasks::{NewTask, StatusFilter, Task, TaskError, TaskPatch, TaskRepository, UserId};
 
 /// The columns of a [`Task`], for `concat!` into static SQL. `completed` is

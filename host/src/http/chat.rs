@@ -1,0 +1,287 @@
+//! `POST /api/{user_id}/chat` (http-api.md) and the conversation reads.
+//!
+//! One agent turn per request. By default the answer is one JSON object;
+//! with `Accept: text/event-stream` the same turn streams as server-sent
+//! events (`start`, `delta`, `tool_call`, `tool_result`, then `done` with
+//! the JSON answer, or `error`). Either way the turn runs to the end and is
+//! stored even if the client goes away.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header::{ACCEPT, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::auth::AuthUser;
+use super::{ApiError, AppJson, AppState};
+use crate::agent::{Agent, AgentError, AgentEvent, EventSink, ToolCallRecord, TurnOutcome};
+use crate::store::{Conversation, StoredMessage};
+
+/// Longest message accepted, in characters.
+const MAX_CONTENT_CHARS: usize = 8000;
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    /// The seed's name; `message` is the hackathon spec's.
+    #[serde(alias = "message")]
+    content: String,
+    conversation_id: Option<i64>,
+}
+
+pub async fn chat(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    AppJson(request): AppJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let user = auth.owns(&user)?.to_string();
+    let chars = request.content.trim().chars().count();
+    if chars == 0 {
+        return Err(ApiError::bad_request("content must not be empty"));
+    }
+    if request.content.chars().count() > MAX_CONTENT_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "content must be at most {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    if let Err(wait) = state.chat_limiter.check(&user) {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many messages; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        )
+        .into_response();
+        error
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        return Ok(error);
+    }
+
+    let wants_stream = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let agent = state.agent.clone();
+    if wants_stream {
+        return Ok(stream_turn(agent, user, request).into_response());
+    }
+    // Spawned, so that a client that hangs up does not cut the turn short.
+    let turn = tokio::spawn(async move {
+        agent
+            .turn(
+                &user,
+                request.conversation_id,
+                request.content,
+                false,
+                EventSink::new(None),
+            )
+            .await
+    });
+    let outcome = turn
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(agent_error)?;
+    Ok(Json(outcome_json(&outcome)).into_response())
+}
+
+fn stream_turn(
+    agent: Arc<Agent>,
+    user: String,
+    request: ChatRequest,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let (events_tx, mut events_rx) = mpsc::channel::<AgentEvent>(64);
+    let (sse_tx, sse_rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let turn = tokio::spawn(async move {
+            agent
+                .turn(
+                    &user,
+                    request.conversation_id,
+                    request.content,
+                    true,
+                    EventSink::new(Some(events_tx)),
+                )
+                .await
+        });
+        while let Some(event) = events_rx.recv().await {
+            let _ = sse_tx.send(sse_event(&event)).await;
+        }
+        let last = match turn.await {
+            Ok(Ok(outcome)) => Event::default()
+                .event("done")
+                .data(outcome_json(&outcome).to_string()),
+            Ok(Err(err)) => error_event(agent_error(err)),
+            Err(join) => error_event(ApiError::internal(join)),
+        };
+        let _ = sse_tx.send(last).await;
+    });
+    let stream = futures::stream::unfold(sse_rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn sse_event(event: &AgentEvent) -> Event {
+    let (name, data) = match event {
+        AgentEvent::Started {
+            conversation_id,
+            user_message_id,
+        } => (
+            "start",
+            json!({"conversation_id": conversation_id, "user_message_id": user_message_id}),
+        ),
+        AgentEvent::TextDelta(text) => ("delta", json!({ "text": text })),
+        AgentEvent::ToolCall(record) => (
+            "tool_call",
+            json!({"id": record.id, "name": record.name, "arguments": record.arguments}),
+        ),
+        AgentEvent::ToolResult(record) => ("tool_result", record_json(record)),
+    };
+    Event::default().event(name).data(data.to_string())
+}
+
+fn error_event(error: ApiError) -> Event {
+    let body = json!({"error": {"code": error.code, "message": error.message}, "status": error.status.as_u16()});
+    Event::default().event("error").data(body.to_string())
+}
+
+fn outcome_json(outcome: &TurnOutcome) -> Value {
+    json!({
+        "conversation_id": outcome.conversation_id,
+        "message_id": outcome.message_id,
+        "response": outcome.response,
+        "tool_calls": outcome.tool_calls.iter().map(record_json).collect::<Vec<_>>(),
+    })
+}
+
+fn record_json(record: &ToolCallRecord) -> Value {
+    json!({
+        "id": record.id,
+        "name": record.name,
+        "arguments": record.arguments,
+        "result": record.result,
+        "is_error": record.is_error,
+    })
+}
+
+fn agent_error(error: AgentError) -> ApiError {
+    match &error {
+        AgentError::ConversationNotFound(_) => ApiError::not_found(error.to_string()),
+        AgentError::Store(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the database is unavailable; try again shortly",
+        ),
+        AgentError::Provider {
+            conversation_id, ..
+        } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            format!("{error}. Your message was saved in conversation {conversation_id}."),
+        ),
+        AgentError::ProviderTimeout {
+            conversation_id, ..
+        } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "provider_timeout",
+            format!("{error}. Your message was saved in conversation {conversation_id}."),
+        ),
+        AgentError::ProviderMissing(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unavailable",
+            error.to_string(),
+        ),
+    }
+}
+
+/// How many conversations the list returns.
+const CONVERSATION_PAGE: i64 = 100;
+
+pub async fn conversations(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(user): Path<String>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let user = auth.owns(&user)?;
+    let list = state
+        .store
+        .conversations(user, CONVERSATION_PAGE)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(list.iter().map(conversation_json).collect()))
+}
+
+pub async fn conversation(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((user, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let user = auth.owns(&user)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{id:?} is not a conversation id")))?;
+    let conversation = state
+        .store
+        .conversation(user, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("conversation {id} not found")))?;
+    let messages = state
+        .store
+        .recent_messages(id, i64::MAX)
+        .await
+        .map_err(store_error)?;
+    let mut body = conversation_json(&conversation);
+    body["messages"] = messages.iter().map(message_json).collect();
+    Ok(Json(body))
+}
+
+fn conversation_json(conversation: &Conversation) -> Value {
+    json!({
+        "id": conversation.id,
+        "title": conversation.title,
+        "created_at": conversation.created_at,
+        "updated_at": conversation.updated_at,
+    })
+}
+
+fn message_json(message: &StoredMessage) -> Value {
+    let mut body = json!({
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "created_at": message.created_at,
+    });
+    if let Some(calls) = message
+        .tool_calls
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    {
+        body["tool_calls"] = calls;
+    }
+    if let Some(id) = &message.tool_call_id {
+        body["tool_call_id"] = json!(id);
+        body["tool_name"] = json!(message.tool_name);
+        body["is_error"] = json!(message.is_error);
+    }
+    body
+}
+
+fn store_error(_: crate::store::StoreError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the database is unavailable; try again shortly",
+    )
+}

@@ -1,0 +1,305 @@
+//! Calling provider plugins: the sans-IO half of a model round.
+//!
+//! A provider component turns a completion request into an HTTP request
+//! description (or answers directly), and turns response bytes back into a
+//! completion, whole or chunk by chunk. This module runs those functions
+//! under the plugin's limits and converts between the WIT types and the
+//! host's; it does no I/O. The agent sends the requests.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceAny;
+
+use super::bindings::provider::ProviderPlugin;
+use super::bindings::provider::exports::wasmgate::plugin::provider as wit;
+use super::bindings::tool::exports::wasmgate::plugin::tool::ToolSpec as WitToolSpec;
+use super::call::{Session, check_output};
+use super::error::CallError;
+use super::host::tasks::TasksHost;
+use super::runtime::{Plugin, PluginPre, Runtime, ToolSpec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// A JSON object as text (as the model produced it).
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+}
+
+pub struct CompletionRequest<'a> {
+    pub model: &'a str,
+    pub messages: &'a [ChatMessage],
+    pub tools: &'a [&'a ToolSpec],
+    pub stream: bool,
+}
+
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+pub enum Plan {
+    Send(HttpRequest),
+    Reply(Completion),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Option<(u32, u32)>,
+    pub finish_reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    TextDelta(String),
+    ToolCallDelta {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments_fragment: String,
+    },
+}
+
+/// A streamed response being decoded: one instance of the provider for the
+/// whole stream, each chunk under the plugin's per-call time limit.
+pub struct StreamDecoder {
+    session: Session,
+    instance: ProviderPlugin,
+    decoder: ResourceAny,
+    plugin: Arc<Plugin>,
+}
+
+impl Runtime {
+    pub async fn prepare(
+        &self,
+        plugin: &Arc<Plugin>,
+        request: &CompletionRequest<'_>,
+    ) -> Result<Plan, CallError> {
+        let request = to_wit_request(request);
+        let (mut session, instance) = self.provider_instance(plugin).await?;
+        let plan = session
+            .run(async |store| {
+                instance
+                    .wasmgate_plugin_provider()
+                    .call_prepare(&mut *store, &request)
+                    .await
+            })
+            .await?
+            .map_err(provider_error)?;
+        Ok(match plan {
+            wit::Plan::Send(http) => Plan::Send(HttpRequest {
+                method: http.method,
+                path: http.path,
+                headers: http.headers,
+                body: http.body,
+            }),
+            wit::Plan::Reply(completion) => Plan::Reply(from_wit_completion(plugin, completion)?),
+        })
+    }
+
+    pub async fn parse_response(
+        &self,
+        plugin: &Arc<Plugin>,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Completion, CallError> {
+        let (mut session, instance) = self.provider_instance(plugin).await?;
+        let completion = session
+            .run(async |store| {
+                instance
+                    .wasmgate_plugin_provider()
+                    .call_parse_response(&mut *store, status, body)
+                    .await
+            })
+            .await?
+            .map_err(provider_error)?;
+        from_wit_completion(plugin, completion)
+    }
+
+    pub async fn stream_decoder(
+        &self,
+        plugin: &Arc<Plugin>,
+        status: u16,
+    ) -> Result<StreamDecoder, CallError> {
+        let (mut session, instance) = self.provider_instance(plugin).await?;
+        let decoder = session
+            .run(async |store| {
+                instance
+                    .wasmgate_plugin_provider()
+                    .stream_decoder()
+                    .call_constructor(&mut *store, status)
+                    .await
+            })
+            .await?;
+        Ok(StreamDecoder {
+            session,
+            instance,
+            decoder,
+            plugin: plugin.clone(),
+        })
+    }
+
+    async fn provider_instance(
+        &self,
+        plugin: &Plugin,
+    ) -> Result<(Session, ProviderPlugin), CallError> {
+        let PluginPre::Provider(pre) = &plugin.pre else {
+            return Err(CallError::Provider(format!(
+                "{} is not a provider",
+                plugin.name()
+            )));
+        };
+        let mut session = self
+            .session(plugin, TasksHost::new(String::new(), None))
+            .await?;
+        let instance = session
+            .run(async |store| pre.instantiate_async(&mut *store).await)
+            .await?;
+        Ok((session, instance))
+    }
+}
+
+impl StreamDecoder {
+    pub async fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, CallError> {
+        let (instance, decoder) = (&self.instance, self.decoder);
+        let events = self
+            .session
+            .run(async |store| {
+                instance
+                    .wasmgate_plugin_provider()
+                    .stream_decoder()
+                    .call_feed(&mut *store, decoder, chunk)
+                    .await
+            })
+            .await?
+            .map_err(provider_error)?;
+        Ok(events
+            .into_iter()
+            .map(|event| match event {
+                wit::StreamEvent::TextDelta(text) => StreamEvent::TextDelta(text),
+                wit::StreamEvent::ToolCallDelta(delta) => StreamEvent::ToolCallDelta {
+                    index: delta.index,
+                    id: delta.id,
+                    name: delta.name,
+                    arguments_fragment: delta.arguments_fragment,
+                },
+            })
+            .collect())
+    }
+
+    pub async fn finish(mut self) -> Result<Completion, CallError> {
+        let (instance, decoder) = (&self.instance, self.decoder);
+        let completion = self
+            .session
+            .run(async |store| {
+                instance
+                    .wasmgate_plugin_provider()
+                    .stream_decoder()
+                    .call_finish(&mut *store, decoder)
+                    .await
+            })
+            .await?
+            .map_err(provider_error)?;
+        from_wit_completion(&self.plugin, completion)
+    }
+}
+
+fn to_wit_request(request: &CompletionRequest<'_>) -> wit::CompletionRequest {
+    wit::CompletionRequest {
+        model: request.model.to_string(),
+        messages: request
+            .messages
+            .iter()
+            .map(|message| wit::Message {
+                role: match message.role {
+                    Role::System => wit::Role::System,
+                    Role::User => wit::Role::User,
+                    Role::Assistant => wit::Role::Assistant,
+                    Role::Tool => wit::Role::Tool,
+                },
+                content: message.content.clone(),
+                tool_calls: message.tool_calls.iter().map(to_wit_call).collect(),
+                tool_call_id: message.tool_call_id.clone(),
+            })
+            .collect(),
+        tools: request
+            .tools
+            .iter()
+            .map(|tool| WitToolSpec {
+                name: tool.name.clone(),
+                description: tool.description.clone(),
+                input_schema: tool.input_schema.to_string(),
+            })
+            .collect(),
+        stream: request.stream,
+    }
+}
+
+fn to_wit_call(call: &ToolCall) -> wit::ToolCall {
+    wit::ToolCall {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+    }
+}
+
+fn from_wit_completion(
+    plugin: &Plugin,
+    completion: wit::Completion,
+) -> Result<Completion, CallError> {
+    let size = completion.text.len()
+        + completion
+            .tool_calls
+            .iter()
+            .map(|call| call.arguments.len() + call.name.len())
+            .sum::<usize>();
+    check_output(plugin, size)?;
+    Ok(Completion {
+        text: completion.text,
+        tool_calls: completion
+            .tool_calls
+            .into_iter()
+            .map(|call| ToolCall {
+                id: call.id,
+                name: call.name,
+                arguments: call.arguments,
+            })
+            .collect(),
+        usage: completion
+            .usage
+            .map(|u| (u.prompt_tokens, u.completion_tokens)),
+        finish_reason: completion.finish_reason,
+    })
+}
+
+fn provider_error(error: wit::ProviderError) -> CallError {
+    CallError::Provider(match error {
+        wit::ProviderError::Unsupported(message) => format!("unsupported request: {message}"),
+        wit::ProviderError::BadResponse(message) => {
+            format!("unreadable provider response: {message}")
+        }
+        wit::ProviderError::Upstream((status, message)) => {
+            format!("the provider answered {status}: {message}")
+        }
+    })
+}
