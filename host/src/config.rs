@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Print an HS256 JWT for a user, signed with BETTER_AUTH_SECRET.
     Token {
         /// The user the token speaks for (its `sub` claim).

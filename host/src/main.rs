@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the OS lets a process start its threads");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => serve(config).await,
+            Command::Serve(config) => serve(*config).await,
             Command::Token {
                 user,
                 secret,
