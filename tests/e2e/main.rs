@@ -2,7 +2,9 @@
 //! real components built from `plugins/` by `cargo xtask build`/`test`.
 
 mod auth;
+mod chat;
 mod check;
+mod mock_openai;
 mod sandbox;
 mod serve;
 mod support;

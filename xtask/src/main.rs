@@ -51,6 +51,17 @@ fn xtask() -> anyhow::Result<()> {
         }
         "test" => {
             build_plugins(&root)?;
+            // The guests' own unit tests (e.g. the rules model's parser) run
+            // natively; only their components need the wasm target.
+            cargo(&[
+                "test",
+                "--manifest-path",
+                "plugins/Cargo.toml",
+                "--package",
+                "rules",
+                "--target-dir",
+                "target/guest-tests",
+            ])?;
             let mut test = cargo_command(&["test", "--workspace"]);
             test.args(&rest);
             run(&mut test)
