@@ -70,7 +70,13 @@ fn respond(request: &CompletionRequest) -> Completion {
     let Some(last_user) = request.messages.iter().rposition(|m| m.role == Role::User) else {
         return say("Hi! Tell me what to add to your tasks, or ask me to show them.");
     };
-    let intent = parse(&request.messages[last_user].content);
+    let said = &request.messages[last_user].content;
+    let intent = match (choice(said), pending_choice(&request.messages[..last_user])) {
+        // The answer to "Which one do you mean?": act on the task chosen.
+        (Some(id), Some(Intent::Delete(_))) => Intent::Delete(Target::Id(id)),
+        (Some(id), Some(Intent::Complete(_))) => Intent::Complete(Target::Id(id)),
+        _ => parse(said),
+    };
     // What happened since the person spoke: our tool calls and their results.
     let turn = &request.messages[last_user + 1..];
     let results: Vec<(&ToolCall, Outcome)> = tool_results(turn);
@@ -99,7 +105,7 @@ fn respond(request: &CompletionRequest) -> Completion {
                         .map(|t| format!("task {} \"{}\"", t["id"], t["title"].as_str().unwrap_or_default()))
                         .collect();
                     say(&format!(
-                        "Several tasks match \"{words}\": {}. Which one do you mean? Tell me its number.",
+                        "Several tasks match \"{words}\": {}. {WHICH_ONE} Tell me its number.",
                         options.join(", ")
                     ))
                 }
@@ -244,6 +250,28 @@ fn call(turn: &[Message], tool: &str, arguments: Value) -> Completion {
 fn title_matches(task: &Value, words: &str) -> bool {
     let title = task["title"].as_str().unwrap_or_default().to_lowercase();
     words.split_whitespace().all(|word| title.contains(word))
+}
+
+const WHICH_ONE: &str = "Which one do you mean?";
+
+/// A bare choice of task: "3", "#3", "task 3", "number 3".
+fn choice(text: &str) -> Option<i64> {
+    let lower = text.trim().trim_end_matches(['.', '!', '?']).to_lowercase();
+    let rest = ["task", "number", "the one with id", "id"]
+        .iter()
+        .find_map(|prefix| strip_word_prefix(&lower, prefix))
+        .unwrap_or(&lower);
+    rest.trim().trim_start_matches('#').parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// The named request our last answer asked the person to disambiguate.
+fn pending_choice(earlier: &[Message]) -> Option<Intent> {
+    let question = earlier.iter().rposition(|m| m.role == Role::Assistant && !m.content.is_empty())?;
+    if !earlier[question].content.contains(WHICH_ONE) {
+        return None;
+    }
+    let asked = earlier[..question].iter().rposition(|m| m.role == Role::User)?;
+    Some(parse(&earlier[asked].content))
 }
 
 /// Reads an intent from what the person wrote.
@@ -420,5 +448,13 @@ mod tests {
         check("what's on my list", Intent::List { status: "all" });
         check("hello", Intent::Greeting);
         check("what is the weather", Intent::Unknown);
+    }
+
+    #[test]
+    fn reads_a_choice() {
+        assert_eq!(choice("3"), Some(3));
+        assert_eq!(choice("Task 12."), Some(12));
+        assert_eq!(choice("#4"), Some(4));
+        assert_eq!(choice("the meeting one"), None);
     }
 }
