@@ -8,7 +8,6 @@
 //! spent answering that turn's two requests (measured inside the mock).
 //! The load generator shares the machine's two cores with the server.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,58 +15,49 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use serde_json::{Value, json};
 
+mod support;
+use support::{Server, quantile};
+
 const CLIENTS: usize = 64;
 const WARMUP: Duration = Duration::from_secs(3);
 const MEASURE: Duration = Duration::from_secs(10);
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tokio.block_on(bench());
 }
 
 async fn bench() {
-    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    assert!(plugins.is_dir(), "run through `cargo xtask bench`, which builds the plugins");
     let mock_nanos = Arc::new(AtomicU64::new(0));
     let mock_calls = Arc::new(AtomicU64::new(0));
     let base_url = start_mock(mock_nanos.clone(), mock_calls.clone()).await;
 
-    let data = tempfile::tempdir().unwrap();
-    let secret = "bench-secret";
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-            .arg("serve")
-            .env("WASMGATE_LISTEN", "127.0.0.1:0")
-            .env("WASMGATE_PLUGINS", &plugins)
-            .env("DATABASE_URL", format!("sqlite://{}", data.path().join("bench.db").display()))
-            .env("BETTER_AUTH_SECRET", secret)
-            .env("WASMGATE_MODEL", "openai:gpt-bench")
-            .env("OPENAI_BASE_URL", &base_url)
-            .env("OPENAI_API_KEY", "sk-bench")
-            .env("WASMGATE_CHAT_RATE_PER_MINUTE", "0")
-            .env("RUST_LOG", "error")
-            .current_dir(data.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let base = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(server.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        line.trim().replace("wasmgate listening on ", "")
-    };
-    let token = wasmgate::auth::mint(secret.as_bytes(), "bench", Duration::from_secs(3600));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().unwrap();
-    wait_ready(&client, &base).await;
+    let server = Server::start(&[
+        ("WASMGATE_MODEL", "openai:gpt-bench"),
+        ("OPENAI_BASE_URL", &base_url),
+        ("OPENAI_API_KEY", "sk-bench"),
+    ])
+    .await;
+    let (base, token) = (server.base.clone(), server.token("bench"));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
 
     // Warm up, then measure: each client runs turns back to back.
     run_clients(&client, &base, &token, WARMUP, &mock_nanos, &mock_calls).await;
-    let (turns, overheads) = run_clients(&client, &base, &token, MEASURE, &mock_nanos, &mock_calls).await;
+    let (turns, overheads) =
+        run_clients(&client, &base, &token, MEASURE, &mock_nanos, &mock_calls).await;
     let mut overheads = overheads;
     overheads.sort();
-    let pick = |q: f64| overheads[((overheads.len() as f64 * q) as usize).min(overheads.len() - 1)];
-    println!("chat turns (one tool call each) via the real binary, {CLIENTS} clients, {} s, SQLite\n", MEASURE.as_secs());
+    let pick = |q: f64| quantile(&overheads, q);
+    println!(
+        "chat turns (one tool call each) via the real binary, {CLIENTS} clients, {} s, SQLite\n",
+        MEASURE.as_secs()
+    );
     println!("| turns/s | overhead p50 | overhead p99 |");
     println!("|---|---|---|");
     println!(
@@ -88,11 +78,18 @@ async fn run_clients(
     mock_nanos: &AtomicU64,
     mock_calls: &AtomicU64,
 ) -> (usize, Vec<Duration>) {
-    let (nanos_before, calls_before) = (mock_nanos.load(Ordering::Relaxed), mock_calls.load(Ordering::Relaxed));
+    let (nanos_before, calls_before) = (
+        mock_nanos.load(Ordering::Relaxed),
+        mock_calls.load(Ordering::Relaxed),
+    );
     let deadline = Instant::now() + duration;
     let workers: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (client, url, token) = (client.clone(), format!("{base}/api/bench/chat"), token.to_string());
+            let (client, url, token) = (
+                client.clone(),
+                format!("{base}/api/bench/chat"),
+                token.to_string(),
+            );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
@@ -104,7 +101,11 @@ async fn run_clients(
                         .send()
                         .await
                         .unwrap();
-                    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+                    assert!(
+                        response.status().is_success(),
+                        "{}",
+                        response.text().await.unwrap()
+                    );
                     response.bytes().await.unwrap();
                     latencies.push(started.elapsed());
                 }
@@ -117,18 +118,29 @@ async fn run_clients(
         latencies.extend(worker.await.unwrap());
     }
     let calls = mock_calls.load(Ordering::Relaxed) - calls_before;
-    let mock_per_request = Duration::from_nanos((mock_nanos.load(Ordering::Relaxed) - nanos_before) / calls.max(1));
-    let overheads = latencies.iter().map(|l| l.saturating_sub(mock_per_request * 2)).collect();
+    let mock_per_request =
+        Duration::from_nanos((mock_nanos.load(Ordering::Relaxed) - nanos_before) / calls.max(1));
+    let overheads = latencies
+        .iter()
+        .map(|l| l.saturating_sub(mock_per_request * 2))
+        .collect();
     (latencies.len(), overheads)
 }
 
 /// The mock: asks for `list_tasks` when the last message is the user's,
 /// answers with text once the tool result is in.
 async fn start_mock(nanos: Arc<AtomicU64>, calls: Arc<AtomicU64>) -> String {
-    async fn answer(State((nanos, calls)): State<(Arc<AtomicU64>, Arc<AtomicU64>)>, body: axum::body::Bytes) -> axum::Json<Value> {
+    async fn answer(
+        State((nanos, calls)): State<(Arc<AtomicU64>, Arc<AtomicU64>)>,
+        body: axum::body::Bytes,
+    ) -> axum::Json<Value> {
         let started = Instant::now();
         let request: Value = serde_json::from_slice(&body).unwrap();
-        let last = request["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+        let last = request["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .cloned()
+            .unwrap_or_default();
         let message = if last["role"] == "tool" {
             json!({"role": "assistant", "content": "You have no tasks."})
         } else {
@@ -148,23 +160,4 @@ async fn start_mock(nanos: Arc<AtomicU64>, calls: Arc<AtomicU64>) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/v1")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server never became ready");
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -116,6 +116,16 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_CHAT_RATE_PER_MINUTE", default_value_t = 30)]
     pub chat_rate_per_minute: u32,
 
+    /// Browser origins allowed to call /mcp (comma-separated; `:*` matches
+    /// any port). Requests without an Origin header are always allowed.
+    #[arg(
+        long,
+        env = "WASMGATE_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:*,http://127.0.0.1:*"
+    )]
+    pub allowed_origins: Vec<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -577,15 +577,28 @@ async fn chat_is_rate_limited_per_user() {
 async fn the_rules_model_asks_which_task_when_several_match() {
     let server = TestServer::start(&plugins_dir()).ready().await;
     let chat = Chat::new(&server, "alice");
-    let id = chat.say(None, "Add a task to plan the team meeting").await["conversation_id"].as_i64();
+    let id =
+        chat.say(None, "Add a task to plan the team meeting").await["conversation_id"].as_i64();
     chat.say(id, "Add a task to send the meeting notes").await;
 
     let asked = chat.say(id, "Delete the meeting task").await;
-    assert_eq!(calls(&asked), [("list_tasks".into(), json!({"status": "all"}))]);
+    assert_eq!(
+        calls(&asked),
+        [("list_tasks".into(), json!({"status": "all"}))]
+    );
     let question = asked["response"].as_str().unwrap();
-    assert!(question.contains("Which one do you mean?") && question.contains("task 2"), "{question}");
+    assert!(
+        question.contains("Which one do you mean?") && question.contains("task 2"),
+        "{question}"
+    );
 
     let answered = chat.say(id, "2").await;
-    assert_eq!(calls(&answered), [("delete_task".into(), json!({"task_id": 2}))]);
-    assert_eq!(chat.tasks().await, owned(&[("Plan the team meeting", false)]));
+    assert_eq!(
+        calls(&answered),
+        [("delete_task".into(), json!({"task_id": 2}))]
+    );
+    assert_eq!(
+        chat.tasks().await,
+        owned(&[("Plan the team meeting", false)])
+    );
 }

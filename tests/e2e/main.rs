@@ -4,6 +4,7 @@
 mod auth;
 mod chat;
 mod check;
+mod mcp;
 mod mock_openai;
 mod sandbox;
 mod serve;

@@ -8,6 +8,7 @@ mod auth;
 mod chat;
 mod error;
 mod health;
+mod mcp;
 mod rate_limit;
 mod tasks;
 
@@ -47,6 +48,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
+        .merge(mcp::routes(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/{user_id}/chat", post(chat::chat))

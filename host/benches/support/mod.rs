@@ -1,0 +1,83 @@
+//! What the server benchmarks share: the real `wasmgate` binary started on a
+//! free loopback port with a fresh SQLite file, stopped on drop.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const SECRET: &str = "bench-secret";
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `wasmgate serve` with the built plugins and `env`.
+    pub async fn start(env: &[(&str, &str)]) -> Server {
+        let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+        assert!(
+            plugins.is_dir(),
+            "run through `cargo xtask bench`, which builds the plugins"
+        );
+        let data = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmgate"));
+        command
+            .arg("serve")
+            .env("WASMGATE_LISTEN", "127.0.0.1:0")
+            .env("WASMGATE_PLUGINS", &plugins)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", data.path().join("bench.db").display()),
+            )
+            .env("BETTER_AUTH_SECRET", SECRET)
+            .env("WASMGATE_CHAT_RATE_PER_MINUTE", "0")
+            .env("RUST_LOG", "error")
+            .current_dir(data.path())
+            .stdout(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line.trim().replace("wasmgate listening on ", "");
+        let server = Server {
+            child,
+            base,
+            _data: data,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{}/readyz", server.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server never became ready");
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        wasmgate::auth::mint(SECRET.as_bytes(), user, Duration::from_secs(3600))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `q` quantile of sorted `samples`.
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
+}

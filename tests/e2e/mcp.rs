@@ -1,0 +1,266 @@
+//! `/mcp` with rmcp's own client: the five task tools for the token's user,
+//! agreeing with the REST view, and nothing of anyone else's.
+
+use reqwest::StatusCode;
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult, object};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, plugins_dir, token};
+
+async fn connect(server: &TestServer, user: &str) -> RunningService<rmcp::RoleClient, ()> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")).auth_header(token(user)),
+    );
+    ().serve(transport).await.expect("initialize succeeds")
+}
+
+async fn call(
+    client: &RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(object(args)))
+        .await
+        .unwrap_or_else(|err| panic!("{tool}: {err}"))
+}
+
+#[tokio::test]
+async fn the_task_tools_work_over_mcp_for_the_tokens_user() {
+    let server = TestServer::start(&plugins_dir()).ready().await;
+    let alice = connect(&server, "alice").await;
+    let info = alice.peer_info().expect("the server introduced itself");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("wasmgate")
+    );
+
+    let tools = alice.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        [
+            "add_task",
+            "complete_task",
+            "delete_task",
+            "list_tasks",
+            "update_task"
+        ]
+    );
+    for tool in &tools {
+        assert_eq!(tool.input_schema["type"], "object");
+        assert!(
+            !Value::Object((*tool.input_schema).clone())
+                .to_string()
+                .contains("user"),
+            "{}",
+            tool.name
+        );
+    }
+
+    let added = call(&alice, "add_task", json!({"title": "Buy milk"})).await;
+    assert_eq!(added.is_error, Some(false));
+    let structured = added.structured_content.clone().unwrap();
+    assert_eq!(structured["status"], "created");
+    let id = structured["task_id"].as_i64().unwrap();
+    let text = added.content[0].as_text().unwrap().text.clone();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), structured);
+    call(&alice, "add_task", json!({"title": "Call mom"})).await;
+
+    let done = call(&alice, "complete_task", json!({"task_id": id})).await;
+    assert_eq!(done.structured_content.unwrap()["status"], "completed");
+    let updated = call(
+        &alice,
+        "update_task",
+        json!({"task_id": id, "title": "Buy oat milk"}),
+    )
+    .await;
+    assert_eq!(updated.structured_content.unwrap()["title"], "Buy oat milk");
+
+    // list_tasks is a list: wrapped as {"tasks": [...]}, and the REST API agrees.
+    let listed = call(&alice, "list_tasks", json!({}))
+        .await
+        .structured_content
+        .unwrap();
+    let rest: Value = reqwest::Client::new()
+        .get(server.url("/api/alice/tasks"))
+        .bearer_auth(token("alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let over_mcp: Vec<(i64, String, bool)> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_i64().unwrap(),
+                t["title"].as_str().unwrap().into(),
+                t["completed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let over_rest: Vec<(i64, String, bool)> = rest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_i64().unwrap(),
+                t["title"].as_str().unwrap().into(),
+                t["completed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(over_mcp, over_rest);
+    assert_eq!(over_mcp.len(), 2);
+
+    // Bob cannot touch Alice's task: a tool error, not a leak.
+    let bob = connect(&server, "bob").await;
+    for (tool, args) in [
+        ("complete_task", json!({"task_id": id})),
+        ("update_task", json!({"task_id": id, "title": "mine now"})),
+        ("delete_task", json!({"task_id": id})),
+    ] {
+        let result = call(&bob, tool, args).await;
+        assert_eq!(result.is_error, Some(true), "{tool}");
+        assert_eq!(
+            result.content[0].as_text().unwrap().text,
+            format!("task {id} not found")
+        );
+    }
+    let bobs = call(&bob, "list_tasks", json!({}))
+        .await
+        .structured_content
+        .unwrap();
+    assert_eq!(bobs, json!({"tasks": []}));
+
+    let deleted = call(&alice, "delete_task", json!({"task_id": id})).await;
+    assert_eq!(deleted.structured_content.unwrap()["status"], "deleted");
+
+    // Bad arguments are a tool error the model can read; an unknown tool is
+    // a JSON-RPC error.
+    let bad = call(&alice, "add_task", json!({"title": ""})).await;
+    assert_eq!(bad.is_error, Some(true));
+    let unknown = alice
+        .call_tool(CallToolRequestParams::new("launch_rockets").with_arguments(object(json!({}))))
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("unknown tool"), "{unknown}");
+}
+
+#[tokio::test]
+async fn mcp_requires_a_token_and_an_allowed_origin() {
+    let server = TestServer::start(&plugins_dir()).ready().await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let post = |origin: Option<&str>, bearer: Option<String>| {
+        let mut request = reqwest::Client::new()
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+
+    let anonymous = post(None, None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    let bad = post(None, Some("garbage".into())).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+
+    let foreign = post(Some("https://evil.example"), Some(token("alice")))
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+
+    let local = post(Some("http://localhost:3000"), Some(token("alice")))
+        .await
+        .unwrap();
+    assert_eq!(local.status(), StatusCode::OK);
+    let body: Value = local.json().await.unwrap();
+    assert_eq!(body["result"]["protocolVersion"], "2025-11-25");
+    assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+
+    // Older clients get the version they asked for.
+    let mut older = initialize.clone();
+    older["params"]["protocolVersion"] = json!("2025-03-26");
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .bearer_auth(token("alice"))
+        .json(&older)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["protocolVersion"], "2025-03-26");
+}
+
+/// A virtualenv under `target/` with PyPI's `mcp` client, made once.
+fn python_with_mcp() -> std::path::PathBuf {
+    let venv = crate::support::workspace_root().join("target/py-mcp-client");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(made.success(), "creating a virtualenv");
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "mcp==2.3.0"])
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "pip install mcp");
+    }
+    python
+}
+
+#[tokio::test]
+async fn the_official_python_client_works_too() {
+    let server = TestServer::start(&plugins_dir()).ready().await;
+    let script = crate::support::workspace_root().join("tests/python/mcp_client_check.py");
+    let python = tokio::task::spawn_blocking(python_with_mcp).await.unwrap();
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(server.url("/mcp"))
+        .arg(token("carol"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["server"], "wasmgate");
+    assert_eq!(
+        summary["tools"],
+        json!([
+            "add_task",
+            "complete_task",
+            "delete_task",
+            "list_tasks",
+            "update_task"
+        ])
+    );
+    assert_eq!(summary["added"]["status"], "created");
+    assert_eq!(summary["listed"]["tasks"][0]["title"], "From Python");
+    assert_eq!(summary["missing_is_error"], true);
+    assert_eq!(summary["missing_text"], "task 987654 not found");
+}
