@@ -221,12 +221,18 @@ async fn bad_task_input_is_a_4xx_with_a_json_body() {
 
 #[tokio::test]
 async fn tools_and_rest_share_one_store_and_never_cross_users() {
-    let db = TestDatabase::new(support::Backend::Sqlite).await;
+    for backend in backends() {
+        let db = TestDatabase::new(backend).await;
+        share_one_store(&db).await;
+    }
+}
+
+async fn share_one_store(db: &TestDatabase) {
     let server = TestServer::start_with(&plugins_dir(), &[("DATABASE_URL", &db.url)])
         .ready()
         .await;
     let alice = Rest::new(server, "alice");
-    let tools = Tools::new(&db).await;
+    let tools = Tools::new(db).await;
 
     // A tool adds, REST lists.
     let added = tools
