@@ -35,7 +35,7 @@ async fn load_without_manifest(runtime: &Runtime, file: &Path) -> Result<Plugin,
         path: file.display().to_string(),
         source,
     })?;
-    let inspection = runtime.inspect(&wasm)?;
+    let inspection = runtime.inspect(&wasm).await?;
     let name: String = file
         .file_stem()
         .map(|stem| stem.to_string_lossy().to_ascii_lowercase())

@@ -126,6 +126,10 @@ pub struct ServeConfig {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Bearer token for the admin API; the API is disabled when unset.
+    #[arg(long, env = "WASMGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

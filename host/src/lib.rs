@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use agent::{Agent, AgentConfig};
 use auth::{AuthConfig, Authenticator};
 use config::ServeConfig;
-use plugins::{Registry, Runtime, RuntimeOptions, Snapshot};
+use plugins::{Registry, Reloader, Runtime, RuntimeOptions, Snapshot};
 use store::Store;
 
 /// The user dev mode prints a token for.
@@ -63,6 +63,10 @@ pub async fn run(
     })?);
     let snapshot = Snapshot::load_dir(&runtime, &config.plugins).await;
     let registry = Arc::new(Registry::new(snapshot));
+    let reloader = Reloader::new(runtime.clone(), registry.clone(), config.plugins.clone());
+    if let Err(err) = reloader.watch() {
+        tracing::warn!(error = %format!("{err:#}"), "cannot watch the plugin directory; reload with SIGHUP or the admin API");
+    }
 
     let agent = Agent::new(
         runtime.clone(),
@@ -78,9 +82,11 @@ pub async fn run(
     let state = http::AppState {
         runtime,
         registry,
+        reloader,
         store,
         agent: Arc::new(agent),
         chat_limiter: Arc::new(http::RateLimiter::new(config.chat_rate_per_minute)),
+        http_metrics: Default::default(),
         auth: Arc::new(authenticator),
         config: Arc::new(config),
     };

@@ -6,6 +6,7 @@ mod chat;
 mod check;
 mod mcp;
 mod mock_openai;
+mod reload;
 mod sandbox;
 mod serve;
 mod support;

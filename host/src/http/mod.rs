@@ -4,11 +4,13 @@
 //! it turns requests into calls on the layers below and their errors into
 //! [`ApiError`] responses.
 
+mod admin;
 mod auth;
 mod chat;
 mod error;
 mod health;
 mod mcp;
+mod metrics;
 mod rate_limit;
 mod tasks;
 
@@ -18,19 +20,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, AppJson};
+pub use metrics::HttpMetrics;
 pub use rate_limit::RateLimiter;
 
 use crate::agent::Agent;
 use crate::auth::Authenticator;
 use crate::config::ServeConfig;
-use crate::plugins::{Registry, Runtime};
+use crate::plugins::{Registry, Reloader, Runtime};
 use crate::store::Store;
 
 /// What every handler can reach. Cheap to clone.
@@ -38,17 +41,33 @@ use crate::store::Store;
 pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
+    pub reloader: Arc<Reloader>,
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub agent: Arc<Agent>,
     pub chat_limiter: Arc<RateLimiter>,
+    pub http_metrics: Arc<HttpMetrics>,
     pub config: Arc<ServeConfig>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let admin = Router::new()
+        .route("/admin/plugins", get(admin::list))
+        .route("/admin/plugins/reload", post(admin::reload))
+        .route(
+            "/admin/plugins/{name}",
+            put(admin::upload).delete(admin::remove),
+        )
+        .layer(DefaultBodyLimit::max(admin::MAX_UPLOAD_BYTES + 64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
         .merge(mcp::routes(state.clone()))
+        .merge(admin)
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/{user_id}/chat", post(chat::chat))
@@ -65,6 +84,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(PropagateRequestIdLayer::x_request_id())

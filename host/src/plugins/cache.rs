@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+#[derive(Clone)]
 pub struct ComponentCache {
     dir: Option<PathBuf>,
     engine_key: String,

@@ -50,6 +50,24 @@ impl Runtime {
                 "arguments must be a JSON object".into(),
             )));
         }
+        let started = Instant::now();
+        let result = self.run_tool(plugin, pre, user, tool, arguments).await;
+        let timeout = matches!(result, Err(CallError::Deadline { .. }));
+        // A tool-reported error is the tool working; count only failures of
+        // the plugin itself.
+        let failed = matches!(result, Err(ref err) if !matches!(err, CallError::Tool(_)));
+        plugin.stats.record(started.elapsed(), failed, timeout);
+        result
+    }
+
+    async fn run_tool(
+        &self,
+        plugin: &Plugin,
+        pre: &super::bindings::tool::TaskToolPre<CallState>,
+        user: &str,
+        tool: &str,
+        arguments: &str,
+    ) -> Result<serde_json::Value, CallError> {
         let tasks = TasksHost::new(user.to_string(), self.tasks.clone());
         let mut session = self.session(plugin, tasks).await?;
         let (tool, arguments) = (tool.to_string(), arguments.to_string());

@@ -4,7 +4,7 @@
 //! component, it implements the world its manifest names, it imports nothing
 //! it was not granted, it links, and its tool specs are well-formed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -30,21 +30,29 @@ pub struct Inspection {
 impl Runtime {
     /// Loads `<dir>/<stem>.toml` and the `<dir>/<stem>.wasm` beside it.
     pub async fn load_file(&self, manifest_path: &Path) -> Result<Plugin, LoadError> {
-        let text = read(manifest_path)?;
-        let manifest = Manifest::parse(&String::from_utf8_lossy(&text)).map_err(|message| {
-            LoadError::Manifest {
-                path: manifest_path.display().to_string(),
-                message,
-            }
-        })?;
-        let wasm = read(&manifest_path.with_extension("wasm"))?;
-        self.load(manifest, &wasm).await
+        let files = PluginFiles::read(manifest_path)?;
+        self.load_files(&files).await
+    }
+
+    /// Loads a plugin from files already read.
+    pub async fn load_files(&self, files: &PluginFiles) -> Result<Plugin, LoadError> {
+        let manifest =
+            Manifest::parse(&String::from_utf8_lossy(&files.manifest)).map_err(|message| {
+                LoadError::Manifest {
+                    path: files.manifest_path.display().to_string(),
+                    message,
+                }
+            })?;
+        let mut plugin = self.load(manifest, &files.wasm).await?;
+        plugin.origin = Some(files.manifest_path.clone());
+        plugin.source = files.fingerprint();
+        Ok(plugin)
     }
 
     /// Validates and pre-instantiates a component under `manifest`.
     pub async fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<Plugin, LoadError> {
         let sha256 = sha256_hex(wasm);
-        let component = self.compile(&sha256, wasm)?;
+        let component = self.compile(&sha256, wasm).await?;
         let inspection = self.inspect_component(&component)?;
         if inspection.kind != manifest.kind {
             return Err(LoadError::KindMismatch {
@@ -86,6 +94,9 @@ impl Runtime {
             sha256,
             tools: Vec::new(),
             loaded_at: SystemTime::now(),
+            origin: None,
+            source: String::new(),
+            stats: Default::default(),
             pre,
         };
         if let PluginPre::Tool(pre) = &plugin.pre {
@@ -96,19 +107,24 @@ impl Runtime {
 
     /// Reads what kind of plugin `wasm` is and what it imports, without a
     /// manifest (for `wasmgate plugins check`).
-    pub fn inspect(&self, wasm: &[u8]) -> Result<Inspection, LoadError> {
-        let component = self.compile(&sha256_hex(wasm), wasm)?;
+    pub async fn inspect(&self, wasm: &[u8]) -> Result<Inspection, LoadError> {
+        let component = self.compile(&sha256_hex(wasm), wasm).await?;
         self.inspect_component(&component)
     }
 
-    fn compile(&self, sha256: &str, wasm: &[u8]) -> Result<Component, LoadError> {
+    /// Compiles on a blocking thread: cranelift takes tens to hundreds of
+    /// milliseconds, which must not stall the executor serving requests.
+    async fn compile(&self, sha256: &str, wasm: &[u8]) -> Result<Component, LoadError> {
         match wasm.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule),
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm),
         }
-        self.cache
-            .compile(&self.engine, sha256, wasm)
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let (sha256, wasm) = (sha256.to_string(), wasm.to_vec());
+        tokio::task::spawn_blocking(move || cache.compile(&engine, &sha256, &wasm))
+            .await
+            .map_err(|err| LoadError::Compile(err.to_string()))?
             .map_err(|err| LoadError::Compile(format!("{err:#}")))
     }
 
@@ -231,6 +247,29 @@ pub fn capability_name(capability: Capability) -> &'static str {
     match capability {
         Capability::Log => "log",
         Capability::Tasks => "tasks",
+    }
+}
+
+/// A plugin's two files as read from its directory.
+pub struct PluginFiles {
+    pub manifest_path: PathBuf,
+    pub manifest: Vec<u8>,
+    pub wasm: Vec<u8>,
+}
+
+impl PluginFiles {
+    pub fn read(manifest_path: &Path) -> Result<PluginFiles, LoadError> {
+        Ok(PluginFiles {
+            manifest_path: manifest_path.to_path_buf(),
+            manifest: read(manifest_path)?,
+            wasm: read(&manifest_path.with_extension("wasm"))?,
+        })
+    }
+
+    /// Identifies the pair's content: a reload reuses a loaded plugin whose
+    /// files have not changed instead of compiling it again.
+    pub fn fingerprint(&self) -> String {
+        format!("{}:{}", sha256_hex(&self.wasm), sha256_hex(&self.manifest))
     }
 }
 

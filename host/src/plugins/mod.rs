@@ -15,12 +15,16 @@ mod load;
 pub mod manifest;
 pub mod provider;
 mod registry;
+mod reload;
 mod runtime;
 mod state;
+pub mod stats;
 
 pub use engine::{Allocator, AllocatorChoice};
 pub use error::{CallError, LoadError};
-pub use load::{Inspection, capability_name};
+pub use load::{Inspection, PluginFiles, capability_name};
 pub use manifest::{Capability, Manifest, PluginKind, ProviderEndpoint};
 pub use registry::{Registry, Snapshot};
+pub use reload::{ReloadReport, Reloader};
 pub use runtime::{Plugin, Runtime, RuntimeOptions, ToolSpec};
+pub use stats::PluginStats;

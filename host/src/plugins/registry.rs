@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::error::LoadError;
+use super::load::PluginFiles;
 use super::runtime::{Plugin, Runtime, ToolSpec};
 
 pub struct Registry {
@@ -51,6 +52,15 @@ impl Snapshot {
     /// A plugin that fails to load is logged and left out; it never stops
     /// the others from serving.
     pub async fn load_dir(runtime: &Runtime, dir: &Path) -> Snapshot {
+        Snapshot::load_dir_after(runtime, dir, &Snapshot::default()).await
+    }
+
+    /// The next snapshot after `previous`, from what `dir` holds now:
+    /// unchanged plugins are reused as they are (no recompilation, their
+    /// in-flight calls undisturbed), changed ones are loaded anew, removed
+    /// ones are gone. A plugin whose new files fail to load keeps serving
+    /// its previous version; the failure is recorded in `rejected`.
+    pub async fn load_dir_after(runtime: &Runtime, dir: &Path, previous: &Snapshot) -> Snapshot {
         let mut snapshot = Snapshot::default();
         let mut manifests: Vec<_> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
@@ -62,32 +72,48 @@ impl Snapshot {
                 return snapshot;
             }
         };
-        // A stable order makes clashes resolve the same way on every start.
+        // A stable order makes clashes resolve the same way on every load.
         manifests.sort();
+        // Load everything first, then insert what was already serving before
+        // what is new: on a clash, the working plugin keeps its tools and the
+        // newcomer is the one rejected.
+        let mut outcomes = Vec::new();
         for path in manifests {
             let key = path
                 .file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let loaded = runtime.load_file(&path).await;
-            let result = loaded.and_then(|plugin| snapshot.insert(Arc::new(plugin)));
-            match result {
-                Ok(()) => {}
-                Err(err) => {
-                    tracing::error!(plugin = %key, error = %err, "plugin rejected");
-                    snapshot.rejected.insert(key, err.to_string());
+            let before = previous
+                .plugins
+                .values()
+                .find(|p| p.origin.as_deref() == Some(path.as_path()))
+                .cloned();
+            let loaded = match PluginFiles::read(&path) {
+                Ok(files) => match &before {
+                    Some(plugin) if plugin.source == files.fingerprint() => {
+                        Ok((plugin.clone(), true))
+                    }
+                    _ => runtime.load_files(&files).await.map(|plugin| {
+                        log_loaded(&plugin);
+                        (Arc::new(plugin), false)
+                    }),
+                },
+                Err(err) => Err(err),
+            };
+            outcomes.push((key, before, loaded));
+        }
+        outcomes.sort_by_key(|(_, _, loaded)| !matches!(loaded, Ok((_, true))));
+        for (key, before, loaded) in outcomes {
+            let result = loaded.and_then(|(plugin, _)| snapshot.insert(plugin));
+            if let Err(err) = result {
+                tracing::error!(plugin = %key, error = %err, "plugin rejected");
+                snapshot.rejected.insert(key, err.to_string());
+                if let Some(plugin) = before
+                    && snapshot.insert(plugin.clone()).is_ok()
+                {
+                    tracing::warn!(plugin = plugin.name(), "the previous version keeps serving");
                 }
             }
-        }
-        for plugin in snapshot.plugins.values() {
-            let tools: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
-            tracing::info!(
-                plugin = plugin.name(),
-                version = %plugin.manifest.version,
-                kind = plugin.kind().as_str(),
-                ?tools,
-                "plugin loaded"
-            );
         }
         snapshot
     }
@@ -115,6 +141,19 @@ impl Snapshot {
         }
         self.plugins.insert(plugin.name().to_string(), plugin);
         Ok(())
+    }
+
+    /// Why `plugin` could not join this set in place of its namesake: a tool
+    /// another plugin already offers.
+    pub fn clash(&self, plugin: &Plugin) -> Option<LoadError> {
+        plugin.tools.iter().find_map(|tool| {
+            let (other, _) = self.tools.get(&tool.name)?;
+            (other.name() != plugin.name()).then(|| LoadError::ToolClash {
+                tool: tool.name.clone(),
+                first: other.name().to_string(),
+                second: plugin.name().to_string(),
+            })
+        })
     }
 
     /// The plugin offering tool `name`, if one is loaded.
@@ -146,4 +185,16 @@ impl Snapshot {
     pub fn rejected(&self) -> &BTreeMap<String, String> {
         &self.rejected
     }
+}
+
+fn log_loaded(plugin: &Plugin) {
+    let tools: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
+    tracing::info!(
+        plugin = plugin.name(),
+        version = %plugin.manifest.version,
+        kind = plugin.kind().as_str(),
+        sha256 = %plugin.sha256,
+        ?tools,
+        "plugin loaded"
+    );
 }

@@ -14,6 +14,7 @@ use super::cache::ComponentCache;
 use super::engine::{self, Allocator, AllocatorChoice};
 use super::manifest::{Capability, Manifest, PluginKind};
 use super::state::CallState;
+use super::stats::PluginStats;
 use crate::tasks::TaskRepository;
 
 /// Everything needed to load and call plugins. Cheap to share behind an
@@ -43,6 +44,12 @@ pub struct Plugin {
     /// The tools it offers (empty for providers).
     pub tools: Vec<ToolSpec>,
     pub loaded_at: SystemTime,
+    /// The manifest it was loaded from, when it came from the plugin directory.
+    pub origin: Option<PathBuf>,
+    /// Fingerprint of its files (see `PluginFiles::fingerprint`).
+    pub(super) source: String,
+    /// Call figures of this version, for the admin API and `/metrics`.
+    pub stats: PluginStats,
     pub(super) name: Arc<str>,
     pub(super) pre: PluginPre,
     /// One permit per instance allowed to run at once.

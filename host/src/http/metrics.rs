@@ -1,0 +1,159 @@
+//! `GET /metrics` in the Prometheus text format: per-plugin calls, errors,
+//! timeouts and a latency histogram; HTTP requests by route and status;
+//! reloads and rejected loads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::plugins::stats::BUCKETS;
+
+/// Requests counted by (method, route, status). A std `Mutex`: held for one
+/// map update, never across an await.
+#[derive(Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    // The route pattern, not the path: ids must not explode the label set.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let key = (method, route, response.status().as_u16());
+    *state
+        .http_metrics
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default() += 1;
+    response
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let snapshot = state.registry.snapshot();
+
+    out += "# HELP wasmgate_plugin_calls_total Calls into each loaded plugin version.\n# TYPE wasmgate_plugin_calls_total counter\n";
+    let stats: Vec<_> = snapshot
+        .plugins()
+        .map(|p| {
+            (
+                p.name().to_string(),
+                p.manifest.version.clone(),
+                p.stats.snapshot(),
+            )
+        })
+        .collect();
+    for (name, version, s) in &stats {
+        let _ = writeln!(
+            out,
+            "wasmgate_plugin_calls_total{{plugin=\"{name}\",version=\"{}\"}} {}",
+            escape(version),
+            s.calls
+        );
+    }
+    out += "# HELP wasmgate_plugin_errors_total Calls that failed in the plugin (traps, limits, deadlines).\n# TYPE wasmgate_plugin_errors_total counter\n";
+    for (name, version, s) in &stats {
+        let _ = writeln!(
+            out,
+            "wasmgate_plugin_errors_total{{plugin=\"{name}\",version=\"{}\"}} {}",
+            escape(version),
+            s.errors
+        );
+    }
+    out += "# HELP wasmgate_plugin_timeouts_total Calls stopped at their deadline.\n# TYPE wasmgate_plugin_timeouts_total counter\n";
+    for (name, version, s) in &stats {
+        let _ = writeln!(
+            out,
+            "wasmgate_plugin_timeouts_total{{plugin=\"{name}\",version=\"{}\"}} {}",
+            escape(version),
+            s.timeouts
+        );
+    }
+    out += "# HELP wasmgate_plugin_call_duration_seconds Time per call, instantiation included.\n# TYPE wasmgate_plugin_call_duration_seconds histogram\n";
+    for (name, version, s) in &stats {
+        let labels = format!("plugin=\"{name}\",version=\"{}\"", escape(version));
+        for (le, count) in BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()])
+            .zip(&s.cumulative)
+        {
+            let _ = writeln!(
+                out,
+                "wasmgate_plugin_call_duration_seconds_bucket{{{labels},le=\"{le}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "wasmgate_plugin_call_duration_seconds_sum{{{labels}}} {}",
+            s.seconds_total
+        );
+        let _ = writeln!(
+            out,
+            "wasmgate_plugin_call_duration_seconds_count{{{labels}}} {}",
+            s.calls
+        );
+    }
+
+    out += "# HELP wasmgate_http_requests_total HTTP requests by route and status.\n# TYPE wasmgate_http_requests_total counter\n";
+    for ((method, route, status), count) in state
+        .http_metrics
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "wasmgate_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+            escape(route)
+        );
+    }
+
+    use std::sync::atomic::Ordering::Relaxed;
+    out += "# HELP wasmgate_plugin_reloads_total Reloads of the plugin directory.\n# TYPE wasmgate_plugin_reloads_total counter\n";
+    let _ = writeln!(
+        out,
+        "wasmgate_plugin_reloads_total {}",
+        state.reloader.reloads.load(Relaxed)
+    );
+    out += "# HELP wasmgate_plugin_rejected_loads_total Plugin loads a reload rejected.\n# TYPE wasmgate_plugin_rejected_loads_total counter\n";
+    let _ = writeln!(
+        out,
+        "wasmgate_plugin_rejected_loads_total {}",
+        state.reloader.rejected.load(Relaxed)
+    );
+    out += "# HELP wasmgate_plugins_loaded Plugins serving now.\n# TYPE wasmgate_plugins_loaded gauge\n";
+    let _ = writeln!(
+        out,
+        "wasmgate_plugins_loaded {}",
+        snapshot.plugins().count()
+    );
+
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Label values escape backslashes, quotes and newlines.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
