@@ -53,6 +53,31 @@ pub enum PluginsCommand {
         /// The component, e.g. target/plugins/add-task.wasm.
         file: PathBuf,
     },
+    /// Create a tool plugin crate that builds and passes `check` as it is.
+    New {
+        /// The plugin's name (a-z, 0-9, '-'); its tool is named the same with '_'.
+        name: String,
+        /// Where to create the crate.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK crate (plugins/sdk in the wasmgate repository).
+        #[arg(long, default_value = "plugins/sdk")]
+        sdk: PathBuf,
+    },
+    /// Run one tool of a component with fake capabilities (tasks in memory)
+    /// and print its result: the plugin author's test harness.
+    Run {
+        /// The component; a manifest beside it (`name.toml`) is used if present.
+        file: PathBuf,
+        /// The tool to call.
+        tool: String,
+        /// Its arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+        /// A JSON list of task titles to start the in-memory store with.
+        #[arg(long)]
+        tasks: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,7 +3,7 @@
 
 pub mod agent;
 pub mod auth;
-pub mod check;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod plugins;

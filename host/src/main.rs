@@ -44,9 +44,24 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::Plugins {
-                command: PluginsCommand::Check { file },
-            } => wasmgate::check::run(&file).await,
+            Command::Plugins { command } => match command {
+                PluginsCommand::Check { file } => wasmgate::cli::check::run(&file).await,
+                PluginsCommand::New { name, dir, sdk } => {
+                    let root = wasmgate::cli::new_plugin::run(&name, &dir, &sdk)?;
+                    println!("created {}", root.display());
+                    println!(
+                        "build it: cd {} && cargo build --release --target wasm32-wasip2",
+                        root.display()
+                    );
+                    Ok(())
+                }
+                PluginsCommand::Run {
+                    file,
+                    tool,
+                    arguments,
+                    tasks,
+                } => wasmgate::cli::run_tool::run(&file, &tool, &arguments, tasks.as_deref()).await,
+            },
         }
     });
     match result {

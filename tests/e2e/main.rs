@@ -2,6 +2,7 @@
 //! real components built from `plugins/` by `cargo xtask build`/`test`.
 
 mod auth;
+mod author_kit;
 mod chat;
 mod check;
 mod mcp;

@@ -132,7 +132,37 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("plugins laid out in target/plugins and target/test-plugins");
+    // Examples are crates of their own, as outside authors write them.
+    let examples_out = root.join("target/example-plugins");
+    std::fs::create_dir_all(&examples_out)?;
+    for example in subdirectories(&root.join("plugins/examples"))? {
+        let manifest_path = example.join("Cargo.toml");
+        cargo(&[
+            "build",
+            "--release",
+            "--manifest-path",
+            manifest_path
+                .to_str()
+                .context("the example path is not UTF-8")?,
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+            wasm_target_dir
+                .to_str()
+                .context("the target path is not UTF-8")?,
+        ])?;
+        let crate_name = crate_name(&example)?.context("an example without a package name")?;
+        let plugin_name = manifest_name(&example.join("plugin.toml"))?;
+        copy(
+            &built.join(format!("{}.wasm", crate_name.replace('-', "_"))),
+            &examples_out.join(format!("{plugin_name}.wasm")),
+        )?;
+        copy(
+            &example.join("plugin.toml"),
+            &examples_out.join(format!("{plugin_name}.toml")),
+        )?;
+    }
+    println!("plugins laid out in target/plugins, target/test-plugins and target/example-plugins");
     Ok(())
 }
 

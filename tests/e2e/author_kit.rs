@@ -1,0 +1,180 @@
+//! The plugin author's path: `plugins new` gives a crate that builds and
+//! passes `plugins check` as it is; `plugins run` tries a tool against
+//! in-memory tasks; the example plugin works on a real store.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::{self, TestDatabase, workspace_root};
+
+fn wasmgate(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_new_plugin_builds_and_passes_check_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = workspace_root().join("plugins/sdk");
+    let (ok, out, err) = wasmgate(&[
+        "plugins",
+        "new",
+        "pet-names",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sdk",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let crate_dir = dir.path().join("pet-names");
+
+    // Built as the author would, sharing the project's guest build cache.
+    let target = workspace_root().join("target/wasm");
+    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(&crate_dir)
+        .status()
+        .unwrap();
+    assert!(built.success(), "the generated crate does not build");
+    let wasm = dir.path().join("pet-names.wasm");
+    std::fs::copy(target.join("wasm32-wasip2/release/pet_names.wasm"), &wasm).unwrap();
+    std::fs::copy(
+        crate_dir.join("plugin.toml"),
+        dir.path().join("pet-names.toml"),
+    )
+    .unwrap();
+
+    let (ok, out, err) = wasmgate(&["plugins", "check", wasm.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("manifest: pet-names 0.1.0") && out.contains("  pet_names: "),
+        "{out}"
+    );
+
+    let (ok, out, err) = wasmgate(&[
+        "plugins",
+        "run",
+        wasm.to_str().unwrap(),
+        "pet_names",
+        r#"{"name": "Rex"}"#,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"greeting": "Hello, Rex!"})
+    );
+
+    // A second `new` never overwrites.
+    let (ok, _, err) = wasmgate(&[
+        "plugins",
+        "new",
+        "pet-names",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sdk",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn the_harness_runs_a_tool_against_in_memory_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("tasks.json");
+    std::fs::write(&fixture, r#"["Buy milk", "Walk the dog"]"#).unwrap();
+    let example = workspace_root().join("target/example-plugins/task-stats.wasm");
+    let (ok, out, err) = wasmgate(&[
+        "plugins",
+        "run",
+        example.to_str().unwrap(),
+        "task_stats",
+        "{}",
+        "--tasks",
+        fixture.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        stats,
+        json!({"total": 2, "completed": 0, "pending": 2, "percent_done": 0, "oldest_pending": "Buy milk"})
+    );
+
+    let (ok, _, err) = wasmgate(&[
+        "plugins",
+        "run",
+        example.to_str().unwrap(),
+        "task_stats",
+        "[1]",
+    ]);
+    assert!(
+        !ok && err.contains("arguments must be a JSON object"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_example_plugin_summarises_a_real_store() {
+    let db = TestDatabase::new(support::Backend::Sqlite).await;
+    let store = db.store().await;
+    let runtime = support::runtime_with(&store);
+    let stats = support::load(
+        &runtime,
+        &workspace_root().join("target/example-plugins"),
+        "task-stats",
+    )
+    .await;
+    use wasmgate::tasks::{NewTask, TaskPatch, TaskRepository};
+    for title in ["One", "Two", "Three", "Four"] {
+        store
+            .add(
+                "erin",
+                NewTask {
+                    title: title.into(),
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .update(
+            "erin",
+            1,
+            TaskPatch {
+                completed: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let summary = runtime
+        .call_tool(&stats, "erin", "task_stats", "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        json!({"total": 4, "completed": 1, "pending": 3, "percent_done": 25, "oldest_pending": "Two"})
+    );
+    let nobody = runtime
+        .call_tool(&stats, "someone-else", "task_stats", "{}")
+        .await
+        .unwrap();
+    assert_eq!(nobody["total"], 0);
+}
