@@ -21,7 +21,10 @@ const BASELINE: Duration = Duration::from_secs(5);
 const SWAPS: usize = 30;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tokio.block_on(bench());
 }
 
@@ -30,12 +33,22 @@ async fn bench() {
     let versions = [1, 2].map(|v| std::fs::read(built.join(format!("greeter-v{v}.wasm"))).unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("greeter.wasm"), &versions[0]).unwrap();
-    std::fs::write(dir.path().join("greeter.toml"), "name = \"greeter\"\nversion = \"1\"\nkind = \"tool\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("greeter.toml"),
+        "name = \"greeter\"\nversion = \"1\"\nkind = \"tool\"\n",
+    )
+    .unwrap();
     let server = Server::start(&[("WASMGATE_PLUGINS", dir.path().to_str().unwrap())]).await;
     let (url, token) = (format!("{}/mcp", server.base), server.token("bench"));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS * 2).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS * 2)
+        .build()
+        .unwrap();
 
-    let baseline = load(&client, &url, &token, async { tokio::time::sleep(BASELINE).await }).await;
+    let baseline = load(&client, &url, &token, async {
+        tokio::time::sleep(BASELINE).await
+    })
+    .await;
     let mut reloads = Vec::new();
     let storm = load(&client, &url, &token, async {
         for swap in 0..SWAPS {
@@ -58,7 +71,9 @@ async fn bench() {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     let (p99_base, p99_storm) = (quantile(&baseline, 0.99), quantile(&storm, 0.99));
     println!("hot reload under load: {CLIENTS} clients calling a tool over MCP, {SWAPS} swaps\n");
-    println!("| reload latency p50 | reload latency p99 | request p99 without reloads | request p99 during the storm | storm / baseline |");
+    println!(
+        "| reload latency p50 | reload latency p99 | request p99 without reloads | request p99 during the storm | storm / baseline |"
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| {} | {} | {} | {} | {:.2} |",
@@ -71,16 +86,29 @@ async fn bench() {
 }
 
 /// Runs the clients until `until` completes; returns every request's latency.
-async fn load(client: &reqwest::Client, url: &str, token: &str, until: impl Future<Output = ()>) -> Vec<Duration> {
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    until: impl Future<Output = ()>,
+) -> Vec<Duration> {
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (client, url, token, stop) = (client.clone(), url.to_string(), token.to_string(), stop.clone());
+            let (client, url, token, stop) = (
+                client.clone(),
+                url.to_string(),
+                token.to_string(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    assert!(greet(&client, &url, &token).await.is_some(), "a request failed");
+                    assert!(
+                        greet(&client, &url, &token).await.is_some(),
+                        "a request failed"
+                    );
                     latencies.push(started.elapsed());
                 }
                 latencies

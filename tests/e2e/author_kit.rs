@@ -178,3 +178,76 @@ async fn the_example_plugin_summarises_a_real_store() {
         .unwrap();
     assert_eq!(nobody["total"], 0);
 }
+
+#[tokio::test]
+async fn a_python_plugin_uses_the_same_contract() {
+    let db = TestDatabase::new(support::Backend::Sqlite).await;
+    let store = db.store().await;
+    let runtime = support::runtime_with(&store);
+    let search = support::load(
+        &runtime,
+        &workspace_root().join("target/example-plugins"),
+        "search-tasks",
+    )
+    .await;
+    assert_eq!(search.tools[0].name, "search_tasks");
+    use wasmgate::tasks::{NewTask, TaskPatch, TaskRepository};
+    for title in ["Buy milk", "Walk the dog", "Milk the cow"] {
+        store
+            .add(
+                "fay",
+                NewTask {
+                    title: title.into(),
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .update(
+            "fay",
+            1,
+            TaskPatch {
+                completed: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let pending = runtime
+        .call_tool(&search, "fay", "search_tasks", r#"{"query": "MILK"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending["matches"],
+        json!([{"id": 3, "title": "Milk the cow", "completed": false}])
+    );
+    let all = runtime
+        .call_tool(
+            &search,
+            "fay",
+            "search_tasks",
+            r#"{"query": "milk", "include_completed": true}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all["matches"].as_array().unwrap().len(), 2);
+    // Another user sees none of it; bad arguments are a tool error.
+    let other = runtime
+        .call_tool(&search, "gus", "search_tasks", r#"{"query": "milk"}"#)
+        .await
+        .unwrap();
+    assert_eq!(other["matches"], json!([]));
+    let error = runtime
+        .call_tool(&search, "fay", "search_tasks", r#"{"query": ""}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("query must be a non-empty string"),
+        "{error}"
+    );
+}

@@ -35,7 +35,8 @@ fn rejects(file: &Path, needle: &str) {
 #[test]
 fn accepts_every_built_plugin() {
     let mut checked = 0;
-    for dir in [plugins_dir(), test_plugins_dir()] {
+    let examples = crate::support::workspace_root().join("target/example-plugins");
+    for dir in [plugins_dir(), test_plugins_dir(), examples] {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let has_manifest = path.with_extension("toml").exists();
@@ -50,7 +51,7 @@ fn accepts_every_built_plugin() {
             }
         }
     }
-    assert!(checked >= 2, "only {checked} plugins found");
+    assert!(checked >= 11, "only {checked} plugins found");
 }
 
 #[test]

@@ -162,8 +162,61 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
             &examples_out.join(format!("{plugin_name}.toml")),
         )?;
     }
+    build_python_plugins(root, &examples_out)?;
     println!("plugins laid out in target/plugins, target/test-plugins and target/example-plugins");
     Ok(())
+}
+
+/// The componentize-py release the Python plugins are built with.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Builds each `plugins/python/<name>` (an `app.py` and a `plugin.toml`)
+/// into a component for the task-tool world with componentize-py, from a
+/// virtualenv under `target/` made on first use.
+fn build_python_plugins(root: &Path, out_dir: &Path) -> anyhow::Result<()> {
+    let sources = subdirectories(&root.join("plugins/python"))?;
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let venv = root.join("target/py-build");
+    let tool = venv.join("bin/componentize-py");
+    if !tool.exists() {
+        println!("installing {COMPONENTIZE_PY} into {}", venv.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 with venv is needed to build the Python plugins")?;
+        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", COMPONENTIZE_PY]))?;
+    }
+    for source in sources {
+        let manifest = source.join("plugin.toml");
+        let name = manifest_name(&manifest)?;
+        let wasm = out_dir.join(format!("{name}.wasm"));
+        let newest_source = newest_mtime(&source)?;
+        let up_to_date = std::fs::metadata(&wasm)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| built >= newest_source);
+        if !up_to_date {
+            run(Command::new(&tool)
+                .arg("-d")
+                .arg(root.join("wit"))
+                .args(["-w", "task-tool", "componentize", "-p"])
+                .arg(&source)
+                .arg("app")
+                .arg("-o")
+                .arg(&wasm))?;
+        }
+        copy(&manifest, &out_dir.join(format!("{name}.toml")))?;
+    }
+    Ok(())
+}
+
+/// The latest modification time of the files directly in `dir`.
+fn newest_mtime(dir: &Path) -> anyhow::Result<std::time::SystemTime> {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir)? {
+        let modified = entry?.metadata()?.modified()?;
+        newest = newest.max(modified);
+    }
+    Ok(newest)
 }
 
 /// Installs the wasm target through rustup when the pinned toolchain lacks it.
