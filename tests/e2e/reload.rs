@@ -322,3 +322,54 @@ async fn without_an_admin_token_the_admin_api_does_not_exist() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_removed_plugin_leaves_the_models_tool_list() {
+    use crate::mock_openai::{MockOpenAi, text};
+
+    let mock = MockOpenAi::start(vec![text("ok"), text("ok")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "add-task.wasm",
+        "add-task.toml",
+        "rules.wasm",
+        "rules.toml",
+        "openai.wasm",
+        "openai.toml",
+    ] {
+        std::fs::copy(
+            crate::support::plugins_dir().join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("greeter.wasm"), greeter(1)).unwrap();
+    std::fs::write(dir.path().join("greeter.toml"), GREETER_MANIFEST).unwrap();
+    let env: Vec<(&str, String)> = mock.env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("WASMGATE_ADMIN_TOKEN", ADMIN));
+    let server = TestServer::start_with(dir.path(), &env).ready().await;
+    let client = reqwest::Client::new();
+    let chat = || {
+        client
+            .post(server.url("/api/alice/chat"))
+            .bearer_auth(token("alice"))
+            .json(&json!({"content": "hello"}))
+            .send()
+    };
+    let tool_names = |request: &Value| -> Vec<String> {
+        request["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(tool_names(&mock.requests()[0].body), ["add_task", "greet"]);
+    let (status, _) = admin(&client, &server, "DELETE", "/admin/plugins/greeter").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(tool_names(&mock.requests()[1].body), ["add_task"]);
+}
