@@ -88,18 +88,7 @@ fn xtask() -> anyhow::Result<()> {
 fn build_plugins(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     let wasm_target_dir = root.join("target/wasm");
-    cargo(&[
-        "build",
-        "--release",
-        "--manifest-path",
-        "plugins/Cargo.toml",
-        "--target",
-        WASM_TARGET,
-        "--target-dir",
-        wasm_target_dir
-            .to_str()
-            .context("the target path is not UTF-8")?,
-    ])?;
+    build_guest(Path::new("plugins/Cargo.toml"), &wasm_target_dir)?;
     let built = wasm_target_dir.join(WASM_TARGET).join("release");
 
     for (source_dir, out_dir) in [
@@ -136,21 +125,7 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
     let examples_out = root.join("target/example-plugins");
     std::fs::create_dir_all(&examples_out)?;
     for example in subdirectories(&root.join("plugins/examples"))? {
-        let manifest_path = example.join("Cargo.toml");
-        cargo(&[
-            "build",
-            "--release",
-            "--manifest-path",
-            manifest_path
-                .to_str()
-                .context("the example path is not UTF-8")?,
-            "--target",
-            WASM_TARGET,
-            "--target-dir",
-            wasm_target_dir
-                .to_str()
-                .context("the target path is not UTF-8")?,
-        ])?;
+        build_guest(&example.join("Cargo.toml"), &wasm_target_dir)?;
         let crate_name = crate_name(&example)?.context("an example without a package name")?;
         let plugin_name = manifest_name(&example.join("plugin.toml"))?;
         copy(
@@ -165,6 +140,17 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
     build_python_plugins(root, &examples_out)?;
     println!("plugins laid out in target/plugins, target/test-plugins and target/example-plugins");
     Ok(())
+}
+
+/// `cargo build --release` of a guest workspace or crate for the wasm target.
+fn build_guest(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
+    let mut build = cargo_command(&["build", "--release", "--target", WASM_TARGET]);
+    build
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    run(&mut build)
 }
 
 /// The componentize-py release the Python plugins are built with.

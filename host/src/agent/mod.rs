@@ -161,15 +161,7 @@ impl Agent {
         let conversation = self.conversation(user, conversation_id, &content).await?;
         let mut history = self.history(conversation.id).await?;
         let user_message = self
-            .store
-            .append_message(
-                conversation.id,
-                NewMessage {
-                    role: "user",
-                    content: content.clone(),
-                    ..Default::default()
-                },
-            )
+            .append(conversation.id, "user", content.clone())
             .await?;
         events
             .send(AgentEvent::Started {
@@ -199,15 +191,7 @@ impl Agent {
 
             if completion.tool_calls.is_empty() {
                 let reply = self
-                    .store
-                    .append_message(
-                        conversation.id,
-                        NewMessage {
-                            role: "assistant",
-                            content: completion.text.clone(),
-                            ..Default::default()
-                        },
-                    )
+                    .append(conversation.id, "assistant", completion.text.clone())
                     .await?;
                 return Ok(TurnOutcome {
                     conversation_id: conversation.id,
@@ -274,15 +258,7 @@ impl Agent {
         );
         events.send(AgentEvent::TextDelta(text.clone())).await;
         let reply = self
-            .store
-            .append_message(
-                conversation.id,
-                NewMessage {
-                    role: "assistant",
-                    content: text.clone(),
-                    ..Default::default()
-                },
-            )
+            .append(conversation.id, "assistant", text.clone())
             .await?;
         Ok(TurnOutcome {
             conversation_id: conversation.id,
@@ -290,6 +266,21 @@ impl Agent {
             response: text,
             tool_calls: records,
         })
+    }
+
+    /// Stores a plain (tool-free) message of `role`.
+    async fn append(
+        &self,
+        conversation_id: i64,
+        role: &'static str,
+        content: String,
+    ) -> Result<StoredMessage, AgentError> {
+        let message = NewMessage {
+            role,
+            content,
+            ..Default::default()
+        };
+        Ok(self.store.append_message(conversation_id, message).await?)
     }
 
     async fn conversation(

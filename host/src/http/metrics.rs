@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::plugins::stats::BUCKETS;
+use crate::plugins::stats::{BUCKETS, StatsSnapshot};
 
 /// Requests counted by (method, route, status). A std `Mutex`: held for one
 /// map update, never across an await.
@@ -49,7 +49,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let snapshot = state.registry.snapshot();
 
-    out += "# HELP wasmgate_plugin_calls_total Calls into each loaded plugin version.\n# TYPE wasmgate_plugin_calls_total counter\n";
     let stats: Vec<_> = snapshot
         .plugins()
         .map(|p| {
@@ -60,31 +59,33 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             )
         })
         .collect();
-    for (name, version, s) in &stats {
-        let _ = writeln!(
-            out,
-            "wasmgate_plugin_calls_total{{plugin=\"{name}\",version=\"{}\"}} {}",
-            escape(version),
-            s.calls
-        );
-    }
-    out += "# HELP wasmgate_plugin_errors_total Calls that failed in the plugin (traps, limits, deadlines).\n# TYPE wasmgate_plugin_errors_total counter\n";
-    for (name, version, s) in &stats {
-        let _ = writeln!(
-            out,
-            "wasmgate_plugin_errors_total{{plugin=\"{name}\",version=\"{}\"}} {}",
-            escape(version),
-            s.errors
-        );
-    }
-    out += "# HELP wasmgate_plugin_timeouts_total Calls stopped at their deadline.\n# TYPE wasmgate_plugin_timeouts_total counter\n";
-    for (name, version, s) in &stats {
-        let _ = writeln!(
-            out,
-            "wasmgate_plugin_timeouts_total{{plugin=\"{name}\",version=\"{}\"}} {}",
-            escape(version),
-            s.timeouts
-        );
+    let counters: [Counter; 3] = [
+        (
+            "wasmgate_plugin_calls_total",
+            "Calls into each loaded plugin version.",
+            |s| s.calls,
+        ),
+        (
+            "wasmgate_plugin_errors_total",
+            "Calls that failed in the plugin (traps, limits, deadlines).",
+            |s| s.errors,
+        ),
+        (
+            "wasmgate_plugin_timeouts_total",
+            "Calls stopped at their deadline.",
+            |s| s.timeouts,
+        ),
+    ];
+    for (metric, help, value) in counters {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        for (name, version, s) in &stats {
+            let _ = writeln!(
+                out,
+                "{metric}{{plugin=\"{name}\",version=\"{}\"}} {}",
+                escape(version),
+                value(s)
+            );
+        }
     }
     out += "# HELP wasmgate_plugin_call_duration_seconds Time per call, instantiation included.\n# TYPE wasmgate_plugin_call_duration_seconds histogram\n";
     for (name, version, s) in &stats {
@@ -149,6 +150,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
+
+/// A per-plugin counter: name, help text, and how to read it.
+type Counter = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
 
 /// Label values escape backslashes, quotes and newlines.
 fn escape(value: &str) -> String {
