@@ -3,24 +3,20 @@
 //! insert made directly from Rust (`TaskRepository::add`), in one run, on a
 //! fresh SQLite file each. Sequential and with 8 concurrent callers.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use wasmgate::plugins::{AllocatorChoice, Registry, Runtime, RuntimeOptions, Snapshot};
+use wasmgate::plugins::AllocatorChoice;
 use wasmgate::store::Store;
 use wasmgate::tasks::{NewTask, TaskRepository};
+
+mod support;
 
 const CALLS: usize = 4_000;
 const ROUNDS: usize = 3;
 
 fn main() {
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    assert!(
-        plugins.is_dir(),
-        "run through `cargo xtask bench`, which builds the plugins"
-    );
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -34,8 +30,8 @@ fn main() {
             let mut direct = Vec::new();
             let mut component = Vec::new();
             for _ in 0..ROUNDS {
-                direct.push(run(&plugins, callers, false).await);
-                component.push(run(&plugins, callers, true).await);
+                direct.push(run(callers, false).await);
+                component.push(run(callers, true).await);
             }
             let (direct, component) = (median(direct), median(component));
             println!("| {callers} | {direct:.0} | {component:.0} | {:.2} |", direct / component);
@@ -44,7 +40,7 @@ fn main() {
 }
 
 /// Calls per second for `CALLS` adds split over `callers` tasks.
-async fn run(plugins: &Path, callers: usize, through_component: bool) -> f64 {
+async fn run(callers: usize, through_component: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!(
         "sqlite://{}",
@@ -52,15 +48,12 @@ async fn run(plugins: &Path, callers: usize, through_component: bool) -> f64 {
     ))
     .await
     .unwrap();
-    let runtime = Arc::new(
-        Runtime::new(RuntimeOptions {
-            allocator: AllocatorChoice::Auto,
-            cache_dir: None,
-            tasks: Some(Arc::new(store.clone())),
-        })
-        .unwrap(),
-    );
-    let registry = Arc::new(Registry::new(Snapshot::load_dir(&runtime, plugins).await));
+    let (runtime, registry) = support::runtime(
+        AllocatorChoice::Auto,
+        "plugins",
+        Some(Arc::new(store.clone())),
+    )
+    .await;
 
     let started = Instant::now();
     let workers: Vec<_> = (0..callers)

@@ -6,7 +6,6 @@
 //! from the new version) p50/p99, and request p99 in the storm against the
 //! baseline, measured in the same run.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ fn main() {
 }
 
 async fn bench() {
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins");
+    let built = support::built("test-plugins");
     let versions = [1, 2].map(|v| std::fs::read(built.join(format!("greeter-v{v}.wasm"))).unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("greeter.wasm"), &versions[0]).unwrap();

@@ -6,21 +6,16 @@
 //! because the figures that matter are percentiles (p50, p99) and
 //! throughput, measured over the same calls.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmgate::plugins::{Allocator, AllocatorChoice, Registry, Runtime, RuntimeOptions, Snapshot};
+use wasmgate::plugins::{Allocator, AllocatorChoice};
+
+mod support;
 
 const WARMUP: usize = 2_000;
 const CALLS: usize = 20_000;
 
 fn main() {
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins");
-    assert!(
-        plugins.is_dir(),
-        "run through `cargo xtask bench`, which builds the plugins"
-    );
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,7 +27,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     let mut p50s = Vec::new();
     for choice in [AllocatorChoice::Pooling, AllocatorChoice::OnDemand] {
-        let figures = tokio.block_on(measure(choice, &plugins));
+        let figures = tokio.block_on(measure(choice));
         println!(
             "| {:?} | {} | {} | {:.0} | {:.0} |",
             figures.allocator,
@@ -57,16 +52,8 @@ struct Figures {
     concurrent_rate: f64,
 }
 
-async fn measure(choice: AllocatorChoice, plugins: &Path) -> Figures {
-    let runtime = Arc::new(
-        Runtime::new(RuntimeOptions {
-            allocator: choice,
-            cache_dir: None,
-            tasks: None,
-        })
-        .unwrap(),
-    );
-    let registry = Arc::new(Registry::new(Snapshot::load_dir(&runtime, plugins).await));
+async fn measure(choice: AllocatorChoice) -> Figures {
+    let (runtime, registry) = support::runtime(choice, "test-plugins", None).await;
 
     let call = {
         let (runtime, registry) = (runtime.clone(), registry.clone());

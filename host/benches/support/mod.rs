@@ -1,18 +1,55 @@
-//! What the server benchmarks share: the real `wasmgate` binary started on a
-//! free loopback port with a fresh SQLite file, stopped on drop.
+//! What the benchmarks share: the built plugin directories, an in-process
+//! runtime with its registry, and the real `wasmgate` binary started on a
+//! free loopback port with a fresh SQLite file (stopped on drop).
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use wasmgate::plugins::{AllocatorChoice, Registry, Runtime, RuntimeOptions, Snapshot};
+use wasmgate::tasks::TaskRepository;
 
 pub const SECRET: &str = "bench-secret";
 
+/// `target/<name>` (e.g. `plugins`, `test-plugins`), built by xtask.
+pub fn built(name: &str) -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(name);
+    assert!(
+        dir.is_dir(),
+        "run through `cargo xtask bench`, which builds the plugins"
+    );
+    dir
+}
+
+/// A runtime and a registry loaded from `target/<plugins>`.
+#[allow(dead_code, reason = "not every benchmark runs plugins in process")]
+pub async fn runtime(
+    allocator: AllocatorChoice,
+    plugins: &str,
+    tasks: Option<Arc<dyn TaskRepository>>,
+) -> (Arc<Runtime>, Arc<Registry>) {
+    let runtime = Runtime::new(RuntimeOptions {
+        allocator,
+        cache_dir: None,
+        tasks,
+    })
+    .unwrap();
+    let snapshot = Snapshot::load_dir(&runtime, &built(plugins)).await;
+    (Arc::new(runtime), Arc::new(Registry::new(snapshot)))
+}
+
+#[allow(dead_code, reason = "not every benchmark starts the binary")]
 pub struct Server {
     child: Child,
     pub base: String,
     _data: tempfile::TempDir,
 }
 
+#[allow(dead_code, reason = "not every benchmark starts the binary")]
 impl Server {
     /// Starts `wasmgate serve` with the built plugins and `env`.
     pub async fn start(env: &[(&str, &str)]) -> Server {
@@ -78,6 +115,7 @@ impl Drop for Server {
 }
 
 /// The `q` quantile of sorted `samples`.
+#[allow(dead_code, reason = "not every benchmark reports percentiles")]
 pub fn quantile(samples: &[Duration], q: f64) -> Duration {
     samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
 }
