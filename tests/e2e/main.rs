@@ -4,6 +4,7 @@
 mod auth;
 mod author_kit;
 mod chat;
+mod chatkit;
 mod check;
 mod mcp;
 mod mock_openai;

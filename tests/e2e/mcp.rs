@@ -209,31 +209,11 @@ async fn mcp_requires_a_token_and_an_allowed_origin() {
     assert_eq!(body["result"]["protocolVersion"], "2025-03-26");
 }
 
-/// A virtualenv under `target/` with PyPI's `mcp` client, made once.
-fn python_with_mcp() -> std::path::PathBuf {
-    let venv = crate::support::workspace_root().join("target/py-mcp-client");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "creating a virtualenv");
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "mcp==2.3.0"])
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install mcp");
-    }
-    python
-}
-
 #[tokio::test]
 async fn the_official_python_client_works_too() {
     let server = TestServer::start(&plugins_dir()).ready().await;
     let script = crate::support::workspace_root().join("tests/python/mcp_client_check.py");
-    let python = tokio::task::spawn_blocking(python_with_mcp).await.unwrap();
+    let python = crate::support::python_venv("py-mcp-client", "mcp==2.3.0").await;
     let output = tokio::process::Command::new(python)
         .arg(script)
         .arg(server.url("/mcp"))

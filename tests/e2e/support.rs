@@ -262,3 +262,29 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
+/// The Python of a virtualenv `target/<name>` with `requirement` installed
+/// from PyPI, made on first use (for checks against official SDKs).
+pub async fn python_venv(name: &str, requirement: &str) -> PathBuf {
+    let venv = workspace_root().join("target").join(name);
+    let requirement = requirement.to_string();
+    tokio::task::spawn_blocking(move || {
+        let python = venv.join("bin/python");
+        if !python.exists() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(made.success(), "creating a virtualenv");
+            let installed = Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", &requirement])
+                .status()
+                .expect("pip runs");
+            assert!(installed.success(), "pip install {requirement}");
+        }
+        python
+    })
+    .await
+    .expect("the venv task does not panic")
+}

@@ -7,6 +7,7 @@
 //! The turn reports its progress as [`AgentEvent`]s; the chat API collects
 //! them into one answer or streams them.
 
+mod reply;
 mod upstream;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role, ToolCall};
 use crate::plugins::{Plugin, Registry, Runtime, Snapshot};
 use crate::store::{Conversation, NewMessage, Store, StoreError, StoredMessage};
+use reply::Reply;
 use upstream::Upstream;
 
 const SYSTEM_PROMPT: &str = "You are the task assistant of wasmgate. You help the user manage their \
@@ -48,17 +50,28 @@ pub struct Agent {
     config: AgentConfig,
 }
 
-/// What a turn reports as it goes.
+/// What a turn reports as it goes, in order.
 #[derive(Debug, Clone)]
 pub enum AgentEvent {
     /// The user message is stored.
     Started {
         conversation_id: i64,
-        user_message_id: i64,
+        user_message: StoredMessage,
     },
+    /// An assistant message begins (it is stored under `message_id`); its
+    /// text follows as [`AgentEvent::TextDelta`]s.
+    ReplyStarted { message_id: i64, created_at: String },
     /// Assistant text as it arrives (token by token when the provider streams).
     TextDelta(String),
-    ToolCall(ToolCallRecord),
+    /// The assistant message is complete.
+    ReplyDone { message_id: i64, text: String },
+    /// The model asked for tool calls (stored with message `message_id`);
+    /// they run now, concurrently.
+    ToolCalls {
+        message_id: i64,
+        created_at: String,
+        calls: Vec<ToolCallRecord>,
+    },
     /// A tool call finished; the record now has its result.
     ToolResult(ToolCallRecord),
 }
@@ -101,23 +114,58 @@ pub enum AgentError {
     },
     #[error("the model provider {0:?} is not loaded")]
     ProviderMissing(String),
+    /// The client went away and asked for that to cancel the turn; what
+    /// streamed so far is stored.
+    #[error("the turn was cancelled")]
+    Cancelled { conversation_id: i64 },
 }
 
-/// Where a turn's events go; a gone receiver (a client that left) does not
-/// stop the turn.
-pub struct EventSink(Option<mpsc::Sender<AgentEvent>>);
+/// Where a turn's events go. By default a gone receiver (a client that
+/// left) does not stop the turn; a sink made with [`EventSink::cancelling`]
+/// cancels it.
+pub struct EventSink {
+    sender: Option<mpsc::Sender<AgentEvent>>,
+    cancel_on_close: bool,
+}
 
 impl EventSink {
     pub fn new(sender: Option<mpsc::Sender<AgentEvent>>) -> Self {
-        EventSink(sender)
+        EventSink {
+            sender,
+            cancel_on_close: false,
+        }
+    }
+
+    /// Events to `sender`; the turn is cancelled when its receiver is dropped.
+    pub fn cancelling(sender: mpsc::Sender<AgentEvent>) -> Self {
+        EventSink {
+            sender: Some(sender),
+            cancel_on_close: true,
+        }
     }
 
     async fn send(&self, event: AgentEvent) {
-        if let Some(sender) = &self.0 {
+        if let Some(sender) = &self.sender {
             let _ = sender.send(event).await;
         }
     }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel_on_close && self.sender.as_ref().is_some_and(|s| s.is_closed())
+    }
+
+    /// Resolves when the turn is cancelled; never for a sink that does not cancel.
+    async fn cancelled(&self) {
+        match &self.sender {
+            Some(sender) if self.cancel_on_close => sender.closed().await,
+            _ => std::future::pending().await,
+        }
+    }
 }
+
+/// Stored in place of a reply the user cancelled; the model sees it as
+/// context, a person never sees it.
+const CANCELLED_NOTE: &str = "The user cancelled the previous reply before it finished.";
 
 impl Agent {
     pub fn new(
@@ -145,6 +193,26 @@ impl Agent {
         stream: bool,
         events: EventSink,
     ) -> Result<TurnOutcome, AgentError> {
+        let conversation = self.conversation(user, conversation_id, &content).await?;
+        let user_message = self.append(conversation.id, "user", content).await?;
+        events
+            .send(AgentEvent::Started {
+                conversation_id: conversation.id,
+                user_message,
+            })
+            .await;
+        self.respond(user, conversation.id, stream, events).await
+    }
+
+    /// Answers the conversation as it stands (its last message is the
+    /// user's): the second half of a turn, and a retry.
+    pub async fn respond(
+        &self,
+        user: &str,
+        conversation_id: i64,
+        stream: bool,
+        events: EventSink,
+    ) -> Result<TurnOutcome, AgentError> {
         // One snapshot for the whole turn: tools and provider stay the same
         // versions however long it runs, whatever reloads meanwhile.
         let snapshot = self.registry.snapshot();
@@ -157,24 +225,7 @@ impl Agent {
             .filter(|p| p.kind() == crate::plugins::PluginKind::Provider)
             .cloned()
             .ok_or_else(|| AgentError::ProviderMissing(provider_name.to_string()))?;
-
-        let conversation = self.conversation(user, conversation_id, &content).await?;
-        let mut history = self.history(conversation.id).await?;
-        let user_message = self
-            .append(conversation.id, "user", content.clone())
-            .await?;
-        events
-            .send(AgentEvent::Started {
-                conversation_id: conversation.id,
-                user_message_id: user_message.id,
-            })
-            .await;
-        history.push(ChatMessage {
-            role: Role::User,
-            content,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        });
+        let mut history = self.history(conversation_id).await?;
 
         let tools = snapshot.tools();
         let mut records = Vec::new();
@@ -185,38 +236,30 @@ impl Agent {
                 tools: &tools,
                 stream,
             };
-            let completion = self
-                .provider_round(&provider, &request, stream, &events, conversation.id)
-                .await?;
-
+            let reply = Reply::new(&self.store, conversation_id, &events);
+            let round = self.provider_round(&provider, &request, stream, &reply, conversation_id);
+            let completion = tokio::select! {
+                completion = round => match completion {
+                    Ok(completion) => completion,
+                    Err(err) => {
+                        reply.keep_partial().await?;
+                        return Err(err);
+                    }
+                },
+                () = events.cancelled() => {
+                    reply.keep_partial().await?;
+                    return Err(self.cancelled(conversation_id).await);
+                }
+            };
+            let (message_id, created_at) = reply.finish(&completion).await?;
             if completion.tool_calls.is_empty() {
-                let reply = self
-                    .append(conversation.id, "assistant", completion.text.clone())
-                    .await?;
                 return Ok(TurnOutcome {
-                    conversation_id: conversation.id,
-                    message_id: reply.id,
+                    conversation_id,
+                    message_id,
                     response: completion.text,
                     tool_calls: records,
                 });
             }
-
-            let calls_json: Vec<Value> = completion
-                .tool_calls
-                .iter()
-                .map(|call| json!({"id": call.id, "name": call.name, "arguments": call.arguments}))
-                .collect();
-            self.store
-                .append_message(
-                    conversation.id,
-                    NewMessage {
-                        role: "assistant",
-                        content: completion.text.clone(),
-                        tool_calls: Some(Value::Array(calls_json).to_string()),
-                        ..Default::default()
-                    },
-                )
-                .await?;
             history.push(ChatMessage {
                 role: Role::Assistant,
                 content: completion.text.clone(),
@@ -225,13 +268,19 @@ impl Agent {
             });
 
             let results = self
-                .run_tools(&snapshot, user, &completion.tool_calls, &events)
+                .run_tools(
+                    &snapshot,
+                    user,
+                    (message_id, created_at),
+                    &completion.tool_calls,
+                    &events,
+                )
                 .await;
             for record in results {
                 let content = record.result.to_string();
                 self.store
                     .append_message(
-                        conversation.id,
+                        conversation_id,
                         NewMessage {
                             role: "tool",
                             content: content.clone(),
@@ -250,22 +299,39 @@ impl Agent {
                 });
                 records.push(record);
             }
+            if events.is_cancelled() {
+                return Err(self.cancelled(conversation_id).await);
+            }
         }
 
         let text = format!(
             "I stopped after {} steps without finishing; please try again with a simpler request.",
             self.config.max_rounds
         );
-        events.send(AgentEvent::TextDelta(text.clone())).await;
-        let reply = self
-            .append(conversation.id, "assistant", text.clone())
+        let gave_up = Completion {
+            text: text.clone(),
+            ..Default::default()
+        };
+        let (message_id, _) = Reply::new(&self.store, conversation_id, &events)
+            .finish(&gave_up)
             .await?;
         Ok(TurnOutcome {
-            conversation_id: conversation.id,
-            message_id: reply.id,
+            conversation_id,
+            message_id,
             response: text,
             tool_calls: records,
         })
+    }
+
+    /// Notes the cancel for the model's next turn.
+    async fn cancelled(&self, conversation_id: i64) -> AgentError {
+        if let Err(err) = self
+            .append(conversation_id, "hidden", CANCELLED_NOTE.into())
+            .await
+        {
+            return err;
+        }
+        AgentError::Cancelled { conversation_id }
     }
 
     /// Stores a plain (tool-free) message of `role`.
@@ -329,7 +395,7 @@ impl Agent {
         provider: &Arc<Plugin>,
         request: &CompletionRequest<'_>,
         stream: bool,
-        events: &EventSink,
+        reply: &Reply<'_>,
         conversation_id: i64,
     ) -> Result<Completion, AgentError> {
         let failed = |message: String| AgentError::Provider {
@@ -343,17 +409,11 @@ impl Agent {
                 .await
                 .map_err(|err| failed(err.to_string()))?
             {
-                Plan::Reply(completion) => {
-                    if !completion.text.is_empty() {
-                        events
-                            .send(AgentEvent::TextDelta(completion.text.clone()))
-                            .await;
-                    }
-                    Ok(completion)
-                }
+                // Reported when the reply is finished.
+                Plan::Reply(completion) => Ok(completion),
                 Plan::Send(http) => self
                     .upstream
-                    .round(&self.runtime, provider, http, stream, events)
+                    .round(&self.runtime, provider, http, stream, reply)
                     .await
                     .map_err(|err| failed(err.to_string())),
             }
@@ -378,14 +438,20 @@ impl Agent {
         &self,
         snapshot: &Snapshot,
         user: &str,
+        (message_id, created_at): (i64, String),
         calls: &[ToolCall],
         events: &EventSink,
     ) -> Vec<ToolCallRecord> {
-        for call in calls {
-            events
-                .send(AgentEvent::ToolCall(record(call, Value::Null, false)))
-                .await;
-        }
+        events
+            .send(AgentEvent::ToolCalls {
+                message_id,
+                created_at,
+                calls: calls
+                    .iter()
+                    .map(|call| record(call, Value::Null, false))
+                    .collect(),
+            })
+            .await;
         let runs = calls.iter().map(|call| async move {
             let outcome = match snapshot.tool(&call.name) {
                 Some((plugin, _)) => {
@@ -428,6 +494,8 @@ fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
         "user" => Role::User,
         "assistant" => Role::Assistant,
         "tool" => Role::Tool,
+        // Context for the model that no person sees (a cancelled reply).
+        "hidden" => Role::System,
         _ => return None,
     };
     let tool_calls = message

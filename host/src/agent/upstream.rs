@@ -13,7 +13,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::{AgentEvent, EventSink};
+use super::reply::Reply;
 use crate::plugins::provider::{Completion, HttpRequest, StreamEvent};
 use crate::plugins::{Plugin, Runtime};
 
@@ -49,14 +49,14 @@ impl Upstream {
     }
 
     /// Sends `request` for `plugin` and decodes the answer through the
-    /// plugin, streaming text deltas to `events` when `stream` is set.
+    /// plugin, streaming text deltas to `reply` when `stream` is set.
     pub async fn round(
         &self,
         runtime: &Runtime,
         plugin: &Arc<Plugin>,
         request: HttpRequest,
         stream: bool,
-        events: &EventSink,
+        reply: &Reply<'_>,
     ) -> Result<Completion, UpstreamError> {
         let response = self.send(plugin, &request).await?;
         let status = response.status().as_u16();
@@ -80,7 +80,7 @@ impl Upstream {
             })?;
             for event in decoder.feed(&chunk).await.map_err(guest)? {
                 if let StreamEvent::TextDelta(text) = event {
-                    events.send(AgentEvent::TextDelta(text)).await;
+                    reply.delta(text).await;
                 }
             }
         }

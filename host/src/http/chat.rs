@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header::{ACCEPT, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::ACCEPT;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -52,21 +52,10 @@ pub async fn chat(
             "content must be at most {MAX_CONTENT_CHARS} characters"
         )));
     }
-    if let Err(wait) = state.chat_limiter.check(&user) {
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many messages; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        )
-        .into_response();
-        error
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-        return Ok(error);
-    }
+    state
+        .chat_limiter
+        .check(&user)
+        .map_err(ApiError::rate_limited)?;
 
     let wants_stream = headers
         .get(ACCEPT)
@@ -115,7 +104,9 @@ fn stream_turn(
                 .await
         });
         while let Some(event) = events_rx.recv().await {
-            let _ = sse_tx.send(sse_event(&event)).await;
+            for event in sse_events(&event) {
+                let _ = sse_tx.send(event).await;
+            }
         }
         let last = match turn.await {
             Ok(Ok(outcome)) => Event::default()
@@ -132,23 +123,31 @@ fn stream_turn(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn sse_event(event: &AgentEvent) -> Event {
-    let (name, data) = match event {
+/// The chat page's events for one agent event: none for those it does not
+/// show, one per call for tool calls.
+fn sse_events(event: &AgentEvent) -> Vec<Event> {
+    let sse = |name: &str, data: Value| Event::default().event(name).data(data.to_string());
+    match event {
         AgentEvent::Started {
             conversation_id,
-            user_message_id,
-        } => (
+            user_message,
+        } => vec![sse(
             "start",
-            json!({"conversation_id": conversation_id, "user_message_id": user_message_id}),
-        ),
-        AgentEvent::TextDelta(text) => ("delta", json!({ "text": text })),
-        AgentEvent::ToolCall(record) => (
-            "tool_call",
-            json!({"id": record.id, "name": record.name, "arguments": record.arguments}),
-        ),
-        AgentEvent::ToolResult(record) => ("tool_result", record_json(record)),
-    };
-    Event::default().event(name).data(data.to_string())
+            json!({"conversation_id": conversation_id, "user_message_id": user_message.id}),
+        )],
+        AgentEvent::TextDelta(text) => vec![sse("delta", json!({ "text": text }))],
+        AgentEvent::ToolCalls { calls, .. } => calls
+            .iter()
+            .map(|call| {
+                sse(
+                    "tool_call",
+                    json!({"id": call.id, "name": call.name, "arguments": call.arguments}),
+                )
+            })
+            .collect(),
+        AgentEvent::ToolResult(record) => vec![sse("tool_result", record_json(record))],
+        AgentEvent::ReplyStarted { .. } | AgentEvent::ReplyDone { .. } => Vec::new(),
+    }
 }
 
 fn error_event(error: ApiError) -> Event {
@@ -178,11 +177,7 @@ fn record_json(record: &ToolCallRecord) -> Value {
 fn agent_error(error: AgentError) -> ApiError {
     match &error {
         AgentError::ConversationNotFound(_) => ApiError::not_found(error.to_string()),
-        AgentError::Store(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the database is unavailable; try again shortly",
-        ),
+        AgentError::Store(_) => ApiError::store_unavailable(),
         AgentError::Provider {
             conversation_id, ..
         } => ApiError::new(
@@ -197,6 +192,10 @@ fn agent_error(error: AgentError) -> ApiError {
             "provider_timeout",
             format!("{error}. Your message was saved in conversation {conversation_id}."),
         ),
+        // Chat turns are never made cancellable; this is for completeness.
+        AgentError::Cancelled { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "cancelled", error.to_string())
+        }
         AgentError::ProviderMissing(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "provider_unavailable",
@@ -214,11 +213,7 @@ pub async fn conversations(
     Path(user): Path<String>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let user = auth.owns(&user)?;
-    let list = state
-        .store
-        .conversations(user, CONVERSATION_PAGE)
-        .await
-        .map_err(store_error)?;
+    let list = state.store.conversations(user, CONVERSATION_PAGE).await?;
     Ok(Json(list.iter().map(conversation_json).collect()))
 }
 
@@ -234,16 +229,16 @@ pub async fn conversation(
     let conversation = state
         .store
         .conversation(user, id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("conversation {id} not found")))?;
-    let messages = state
-        .store
-        .recent_messages(id, i64::MAX)
-        .await
-        .map_err(store_error)?;
+    let messages = state.store.recent_messages(id, i64::MAX).await?;
     let mut body = conversation_json(&conversation);
-    body["messages"] = messages.iter().map(message_json).collect();
+    // Hidden context (a cancelled reply's note) is for the model only.
+    body["messages"] = messages
+        .iter()
+        .filter(|m| m.role != "hidden")
+        .map(message_json)
+        .collect();
     Ok(Json(body))
 }
 
@@ -276,12 +271,4 @@ fn message_json(message: &StoredMessage) -> Value {
         body["is_error"] = json!(message.is_error);
     }
     body
-}
-
-fn store_error(_: crate::store::StoreError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the database is unavailable; try again shortly",
-    )
 }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,30 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs().max(1);
+        ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; try again in {seconds} s"),
+            )
+        }
+    }
+
+    /// 503 for a store that failed (the cause was logged where it happened).
+    pub fn store_unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the database is unavailable; try again shortly",
+        )
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -49,6 +74,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -56,6 +86,12 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(_: crate::store::StoreError) -> Self {
+        ApiError::store_unavailable()
     }
 }
 

@@ -7,6 +7,8 @@
 mod admin;
 mod auth;
 mod chat;
+mod chatkit;
+mod cors;
 mod error;
 mod health;
 mod mcp;
@@ -52,6 +54,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let allowed_origins = state.config.allowed_origins.clone();
     let admin = Router::new()
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
@@ -67,6 +70,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(mcp::routes(state.clone()))
         .merge(admin)
+        .merge(chatkit::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -90,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(cors::layer(&allowed_origins))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(RequestCounter::default()))

@@ -22,7 +22,7 @@ pub mod stats;
 
 pub use engine::{Allocator, AllocatorChoice};
 pub use error::{CallError, LoadError};
-pub use load::{Inspection, PluginFiles, capability_name};
+pub use load::{Inspection, PluginFiles, capability_name, sha256_hex};
 pub use manifest::{Capability, Manifest, PluginKind, ProviderEndpoint};
 pub use registry::{Registry, Snapshot};
 pub use reload::{ReloadReport, Reloader};

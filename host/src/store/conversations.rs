@@ -1,5 +1,5 @@
 //! Conversations and their messages: the one conversation model behind the
-//! chat API (and, later, ChatKit threads).
+//! chat API and ChatKit threads.
 //!
 //! Every read of a conversation filters on its user, so another user's
 //! conversation is "not found". Messages are appended one by one as a turn
@@ -187,5 +187,233 @@ impl Store {
             .map_err(db_error)?;
         messages.reverse();
         Ok(messages)
+    }
+}
+
+/// Which way a page runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+impl Store {
+    /// A page of the user's conversations by id, after the conversation
+    /// `after` (exclusive) in `order`. Stable under inserts, unlike the
+    /// activity order of [`Store::conversations`].
+    pub async fn conversations_page(
+        &self,
+        user: &str,
+        after: Option<i64>,
+        limit: i64,
+        order: Order,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let query = match order {
+            Order::Asc => sqlx::query(
+                "SELECT id, title, created_at, updated_at FROM conversations \
+                 WHERE user_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
+            )
+            .bind(user)
+            .bind(after.unwrap_or(0)),
+            Order::Desc => sqlx::query(
+                "SELECT id, title, created_at, updated_at FROM conversations \
+                 WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(user)
+            .bind(after.unwrap_or(i64::MAX)),
+        };
+        let rows = query
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(conversation)
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
+    /// Renames the user's conversation; `None` if it is not theirs.
+    pub async fn rename_conversation(
+        &self,
+        user: &str,
+        id: i64,
+        title: &str,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE conversations SET title = $1 WHERE user_id = $2 AND id = $3 \
+             RETURNING id, title, created_at, updated_at",
+        )
+        .bind(title)
+        .bind(user)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(conversation).transpose().map_err(db_error)
+    }
+
+    /// Deletes the user's conversation and its messages; `false` if it is
+    /// not theirs.
+    pub async fn delete_conversation(&self, user: &str, id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let owned = sqlx::query("SELECT id FROM conversations WHERE user_id = $1 AND id = $2")
+            .bind(user)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .is_some();
+        if owned {
+            // Explicit, so no backend depends on cascading deletes.
+            sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            sqlx::query("DELETE FROM conversations WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(owned)
+    }
+
+    /// One message of a conversation.
+    pub async fn message(
+        &self,
+        conversation_id: i64,
+        id: i64,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND id = $2"
+        ))
+        .bind(conversation_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(message).transpose().map_err(db_error)
+    }
+
+    /// Deletes every message after message `id` (for a retry).
+    pub async fn delete_messages_after(
+        &self,
+        conversation_id: i64,
+        id: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM messages WHERE conversation_id = $1 AND id > $2")
+            .bind(conversation_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    /// User and assistant messages (what a person sees) from message `from`
+    /// (inclusive) in `order`.
+    pub async fn visible_messages(
+        &self,
+        conversation_id: i64,
+        from: Option<i64>,
+        limit: i64,
+        order: Order,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let query = match order {
+            Order::Asc => sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE conversation_id = $1 AND id >= $2 \
+                 AND role IN ('user', 'assistant') ORDER BY id ASC LIMIT $3"
+            ))
+            .bind(conversation_id)
+            .bind(from.unwrap_or(0)),
+            Order::Desc => sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE conversation_id = $1 AND id <= $2 \
+                 AND role IN ('user', 'assistant') ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(conversation_id)
+            .bind(from.unwrap_or(i64::MAX)),
+        };
+        let rows = query
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(message)
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
+    /// The tool results stored after message `after` up to the next message
+    /// that is not a tool result: the answers to that message's tool calls.
+    pub async fn tool_results(
+        &self,
+        conversation_id: i64,
+        after: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND role = 'tool' AND id > $2 \
+             AND id < COALESCE((SELECT MIN(id) FROM messages \
+             WHERE conversation_id = $1 AND id > $2 AND role <> 'tool'), $3) ORDER BY id"
+        ))
+        .bind(conversation_id)
+        .bind(after)
+        .bind(i64::MAX)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(message)
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
+    /// Rewrites a message begun as a placeholder (a streamed reply).
+    pub async fn finish_message(
+        &self,
+        id: i64,
+        content: &str,
+        tool_calls: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET content = $1, tool_calls = $2 WHERE id = $3")
+            .bind(content)
+            .bind(tool_calls)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Records feedback (`positive`/`negative`) on messages of a
+    /// conversation; ids of other conversations are ignored.
+    pub async fn set_feedback(
+        &self,
+        conversation_id: i64,
+        ids: &[i64],
+        kind: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for id in ids {
+            sqlx::query("UPDATE messages SET feedback = $1 WHERE conversation_id = $2 AND id = $3")
+                .bind(kind)
+                .bind(conversation_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 }

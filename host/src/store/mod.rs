@@ -6,9 +6,11 @@
 //! schema differs, in `migrations/sqlite` and `migrations/postgres`.
 
 mod conversations;
+mod sessions;
 mod tasks;
 
-pub use conversations::{Conversation, NewMessage, StoredMessage};
+pub use conversations::{Conversation, NewMessage, Order, StoredMessage};
+pub use sessions::ChatSession;
 
 use std::path::Path;
 use std::time::Duration;

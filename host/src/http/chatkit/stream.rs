@@ -1,0 +1,274 @@
+//! A turn as a ChatKit event stream.
+//!
+//! The agent's events become ChatKit's, in chatkit.md's order: the user
+//! message (`thread.item.done`) and `stream_options` first, then each reply
+//! as `thread.item.added` → `content_part.added` → `text_delta`s →
+//! `content_part.done` → `thread.item.done`, and each round of tool calls
+//! as a workflow whose tasks complete as results arrive. A failed turn ends
+//! with an `error` event. A client that disconnects cancels the turn: the
+//! agent keeps the text streamed so far.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, Sse};
+use tokio::sync::mpsc;
+
+use super::items;
+use super::types::{Event, ItemUpdate, OutputText, StreamOptions, Thread};
+use crate::agent::{Agent, AgentError, AgentEvent, EventSink, ToolCallRecord, TurnOutcome};
+
+/// What the stream answers.
+pub enum Turn {
+    /// A new user message (in a thread created for it when `created` is set).
+    Message {
+        conversation_id: i64,
+        content: String,
+        created: Option<Thread>,
+    },
+    /// Answer again from the conversation as it stands (a retry).
+    Respond { conversation_id: i64 },
+    /// Nothing to run: just this event after `stream_options`.
+    Notice(Event),
+}
+
+/// Starts `turn` for `user` and answers its events as SSE.
+pub fn respond(agent: Arc<Agent>, user: String, turn: Turn) -> impl IntoResponse {
+    let (out, out_rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(run(agent, user, turn, out));
+    let stream = futures::stream::unfold(out_rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok::<_, Infallible>(sse(&event)), rx))
+    });
+    Sse::new(stream)
+}
+
+fn sse(event: &Event) -> SseEvent {
+    SseEvent::default().data(serde_json::to_string(event).unwrap_or_default())
+}
+
+fn stream_options() -> Event {
+    Event::StreamOptions {
+        stream_options: StreamOptions { allow_cancel: true },
+    }
+}
+
+async fn run(agent: Arc<Agent>, user: String, turn: Turn, out: mpsc::Sender<Event>) {
+    let (events, mut events_rx) = mpsc::channel::<AgentEvent>(64);
+    let sink = EventSink::cancelling(events);
+    let (conversation_id, running) = match turn {
+        Turn::Notice(event) => {
+            let _ = out.send(stream_options()).await;
+            let _ = out.send(event).await;
+            return;
+        }
+        Turn::Message {
+            conversation_id,
+            content,
+            created,
+        } => {
+            if let Some(thread) = created
+                && out.send(Event::ThreadCreated { thread }).await.is_err()
+            {
+                return;
+            }
+            let agent = agent.clone();
+            let running = tokio::spawn(async move {
+                agent
+                    .turn(&user, Some(conversation_id), content, true, sink)
+                    .await
+            });
+            (conversation_id, running)
+        }
+        Turn::Respond { conversation_id } => {
+            if out.send(stream_options()).await.is_err() {
+                return;
+            }
+            let agent = agent.clone();
+            let running =
+                tokio::spawn(
+                    async move { agent.respond(&user, conversation_id, true, sink).await },
+                );
+            (conversation_id, running)
+        }
+    };
+
+    let mut mapper = Mapper::new(items::thread_id(conversation_id));
+    while let Some(event) = events_rx.recv().await {
+        for event in mapper.map(event) {
+            if out.send(event).await.is_err() {
+                // The client left: dropping the receiver cancels the turn.
+                drop(events_rx);
+                let _ = running.await;
+                return;
+            }
+        }
+    }
+    if let Some(error) = failure(running.await) {
+        let _ = out.send(error).await;
+    }
+}
+
+/// The `error` event for a failed turn; `None` for one that finished.
+fn failure(
+    outcome: Result<Result<TurnOutcome, AgentError>, tokio::task::JoinError>,
+) -> Option<Event> {
+    let message = match outcome {
+        Ok(Ok(_)) | Ok(Err(AgentError::Cancelled { .. })) => return None,
+        Ok(Err(err @ (AgentError::Provider { .. } | AgentError::ProviderTimeout { .. }))) => {
+            format!("{err}. Your message was saved; try again.")
+        }
+        Ok(Err(AgentError::ConversationNotFound(_))) => "This thread no longer exists.".into(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "chatkit turn failed");
+            "The server could not finish the reply; try again shortly.".into()
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "chatkit turn panicked");
+            "The server could not finish the reply; try again shortly.".into()
+        }
+    };
+    Some(Event::Error {
+        code: "custom",
+        message: Some(message),
+        allow_retry: true,
+    })
+}
+
+/// Turns agent events into ChatKit events, remembering the open reply and
+/// the running workflow.
+struct Mapper {
+    thread_id: String,
+    reply: Option<(i64, String)>,
+    workflow: Option<Workflow>,
+}
+
+struct Workflow {
+    message_id: i64,
+    created_at: String,
+    calls: Vec<ToolCallRecord>,
+    pending: usize,
+}
+
+impl Mapper {
+    fn new(thread_id: String) -> Self {
+        Mapper {
+            thread_id,
+            reply: None,
+            workflow: None,
+        }
+    }
+
+    fn map(&mut self, event: AgentEvent) -> Vec<Event> {
+        match event {
+            AgentEvent::Started { user_message, .. } => vec![
+                Event::ItemDone {
+                    item: items::user_message(&user_message, &self.thread_id),
+                },
+                stream_options(),
+            ],
+            AgentEvent::ReplyStarted {
+                message_id,
+                created_at,
+            } => {
+                let id = format!("msg_{message_id}");
+                self.reply = Some((message_id, created_at.clone()));
+                vec![
+                    Event::ItemAdded {
+                        item: items::assistant_message(
+                            message_id,
+                            &self.thread_id,
+                            &created_at,
+                            "",
+                        ),
+                    },
+                    Event::ItemUpdated {
+                        item_id: id,
+                        update: ItemUpdate::PartAdded {
+                            content_index: 0,
+                            content: OutputText::new(""),
+                        },
+                    },
+                ]
+            }
+            AgentEvent::TextDelta(delta) => match &self.reply {
+                Some((message_id, _)) => vec![Event::ItemUpdated {
+                    item_id: format!("msg_{message_id}"),
+                    update: ItemUpdate::TextDelta {
+                        content_index: 0,
+                        delta,
+                    },
+                }],
+                None => Vec::new(),
+            },
+            AgentEvent::ReplyDone { message_id, text } => {
+                let created_at = match self.reply.take() {
+                    Some((_, created_at)) => created_at,
+                    None => return Vec::new(),
+                };
+                vec![
+                    Event::ItemUpdated {
+                        item_id: format!("msg_{message_id}"),
+                        update: ItemUpdate::PartDone {
+                            content_index: 0,
+                            content: OutputText::new(text.clone()),
+                        },
+                    },
+                    Event::ItemDone {
+                        item: items::assistant_message(
+                            message_id,
+                            &self.thread_id,
+                            &created_at,
+                            &text,
+                        ),
+                    },
+                ]
+            }
+            AgentEvent::ToolCalls {
+                message_id,
+                created_at,
+                calls,
+            } => {
+                let item = items::workflow(message_id, &self.thread_id, &created_at, &calls);
+                self.workflow = Some(Workflow {
+                    message_id,
+                    created_at,
+                    pending: calls.len(),
+                    calls,
+                });
+                vec![Event::ItemAdded { item }]
+            }
+            AgentEvent::ToolResult(record) => {
+                let Some(workflow) = &mut self.workflow else {
+                    return Vec::new();
+                };
+                let Some(index) = workflow.calls.iter().position(|c| c.id == record.id) else {
+                    return Vec::new();
+                };
+                let task = items::task(&record);
+                workflow.calls[index] = record;
+                workflow.pending = workflow.pending.saturating_sub(1);
+                let mut events = vec![Event::ItemUpdated {
+                    item_id: format!("wf_{}", workflow.message_id),
+                    update: ItemUpdate::TaskUpdated {
+                        task_index: index,
+                        task,
+                    },
+                }];
+                if workflow.pending == 0 {
+                    let done = self.workflow.take().expect("checked above");
+                    events.push(Event::ItemDone {
+                        item: items::workflow(
+                            done.message_id,
+                            &self.thread_id,
+                            &done.created_at,
+                            &done.calls,
+                        ),
+                    });
+                }
+                events
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! ChatKit client-secret sessions.
+//!
+//! A session lets the ChatKit widget act for one user for a short time
+//! without holding their JWT. Only the secret's SHA-256 is stored, and the
+//! per-session rate limit is counted in the row, so that every replica
+//! behind a load balancer checks the same expiry, cancellation and count.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, db_error};
+
+#[derive(Debug, Clone)]
+pub struct ChatSession {
+    pub id: String,
+    pub user_id: String,
+    pub conversation_id: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub cancelled: bool,
+    pub max_per_minute: i64,
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, user_id, conversation_id, created_at, expires_at, cancelled, max_per_minute"
+    };
+}
+
+fn session(row: &AnyRow) -> Result<ChatSession, sqlx::Error> {
+    Ok(ChatSession {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        cancelled: row.try_get::<i64, _>("cancelled")? != 0,
+        max_per_minute: row.try_get("max_per_minute")?,
+    })
+}
+
+impl Store {
+    /// Stores a new session whose secret hashes to `secret_sha256`.
+    pub async fn create_session(
+        &self,
+        new: &ChatSession,
+        secret_sha256: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chatkit_sessions (id, user_id, conversation_id, secret_sha256, \
+             created_at, expires_at, cancelled, max_per_minute) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+        )
+        .bind(&new.id)
+        .bind(&new.user_id)
+        .bind(new.conversation_id)
+        .bind(secret_sha256)
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .bind(new.max_per_minute)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The session whose secret hashes to `secret_sha256`, whatever its state.
+    pub async fn session_by_secret(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<ChatSession>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM chatkit_sessions WHERE secret_sha256 = $1"
+        ))
+        .bind(secret_sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(session).transpose().map_err(db_error)
+    }
+
+    /// Cancels the user's session `id`; `None` if it is not theirs.
+    pub async fn cancel_session(
+        &self,
+        user: &str,
+        id: &str,
+    ) -> Result<Option<ChatSession>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE chatkit_sessions SET cancelled = 1 WHERE user_id = $1 AND id = $2 RETURNING ",
+            session_columns!()
+        ))
+        .bind(user)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(session).transpose().map_err(db_error)
+    }
+
+    /// Counts one request against session `id`'s one-minute window starting
+    /// at or before `now` (unix seconds); returns `(window_start, count)`
+    /// after counting.
+    pub async fn count_session_request(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        // One statement, so concurrent requests on any replica each count once.
+        let row = sqlx::query(
+            "UPDATE chatkit_sessions SET \
+             window_count = CASE WHEN window_start <= $1 - 60 THEN 1 ELSE window_count + 1 END, \
+             window_start = CASE WHEN window_start <= $1 - 60 THEN $1 ELSE window_start END \
+             WHERE id = $2 RETURNING window_start, window_count",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok((
+            row.try_get("window_start").map_err(db_error)?,
+            row.try_get("window_count").map_err(db_error)?,
+        ))
+    }
+}
