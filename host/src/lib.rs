@@ -37,17 +37,20 @@ pub async fn run(
         .await
         .context("opening the database")?;
 
-    let secret = match config.auth_secret() {
-        Some(secret) => secret.as_bytes().to_vec(),
-        None => {
-            let secret = auth::random_secret();
-            let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600));
-            tracing::warn!(
-                "dev mode: BETTER_AUTH_SECRET is not set; tokens are signed with a secret made for this run"
-            );
-            println!("dev mode: token for user {DEV_USER}: {token}");
-            secret
-        }
+    // Dev mode: no configured secret, so one made for this run, which the
+    // chat page may also use to sign in as the demo user.
+    let dev_secret = config.auth_secret().is_none().then(|| {
+        let secret = auth::random_secret();
+        let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600));
+        tracing::warn!(
+            "dev mode: BETTER_AUTH_SECRET is not set; tokens are signed with a secret made for this run"
+        );
+        println!("dev mode: token for user {DEV_USER}: {token}");
+        Arc::new(secret)
+    });
+    let secret = match &dev_secret {
+        Some(secret) => secret.to_vec(),
+        None => config.auth_secret().unwrap_or_default().as_bytes().to_vec(),
     };
     let authenticator = Authenticator::new(AuthConfig {
         secret: Some(secret),
@@ -88,6 +91,7 @@ pub async fn run(
         chat_limiter: Arc::new(http::RateLimiter::new(config.chat_rate_per_minute)),
         http_metrics: Default::default(),
         auth: Arc::new(authenticator),
+        dev_secret,
         config: Arc::new(config),
     };
     axum::serve(listener, http::router(state))

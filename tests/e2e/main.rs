@@ -3,6 +3,7 @@
 
 mod auth;
 mod author_kit;
+mod browser;
 mod chat;
 mod chatkit;
 mod check;

@@ -220,10 +220,14 @@ impl TestServer {
             .spawn()
             .expect("the wasmgate binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("reading the startup line");
+        // Keep reading, so that later lines (dev mode's token) never meet a
+        // closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let base = line
             .trim()
             .strip_prefix("wasmgate listening on ")

@@ -5,7 +5,9 @@
 //!   in `target/plugins/`, test-only ones in `target/test-plugins/`) and the
 //!   release host at `target/release/wasmgate`;
 //! - `run`: `build`, then `wasmgate serve` on the embedded defaults;
-//! - `test`: the plugins, then every test suite of the workspace;
+//! - `test`: the plugins and the browser test's tools (Debian's Chromium,
+//!   `playwright-core` from npm) when missing, then every test suite of the
+//!   workspace;
 //! - `bench`: the plugins, then the benchmarks.
 //!
 //! Plain `std::process::Command`s: what runs is what a person would type.
@@ -51,6 +53,7 @@ fn xtask() -> anyhow::Result<()> {
         }
         "test" => {
             build_plugins(&root)?;
+            ensure_browser(&root)?;
             // The guests' own unit tests (e.g. the rules model's parser) run
             // natively; only their components need the wasm target.
             cargo(&[
@@ -219,6 +222,42 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
     }
     println!("installing the {WASM_TARGET} target through rustup");
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Where the browser test expects Chromium (Debian's package).
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Installs what the browser test needs and a clean machine lacks: Debian's
+/// Chromium (through apt, as root) and `tests/browser`'s npm packages (from
+/// its lockfile). Test tools never download a browser of their own.
+fn ensure_browser(root: &Path) -> anyhow::Result<()> {
+    if !Path::new(CHROMIUM).exists() {
+        println!("installing Debian's chromium for the browser test");
+        let install = || {
+            run(Command::new("apt-get").args([
+                "install",
+                "--yes",
+                "--quiet",
+                "--no-install-recommends",
+                "chromium",
+            ]))
+        };
+        if install().is_err() {
+            run(Command::new("apt-get").args(["update", "--quiet"]))?;
+            install().context(
+                "the browser test needs Debian's chromium (apt-get install chromium, as root)",
+            )?;
+        }
+    }
+    let browser_tests = root.join("tests/browser");
+    if !browser_tests.join("node_modules/playwright-core").exists() {
+        println!("installing the browser test's npm packages");
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&browser_tests))
+        .context("the browser test needs Node.js and npm")?;
+    }
+    Ok(())
 }
 
 /// The package name of the crate in `dir`, or `None` if `dir` holds no

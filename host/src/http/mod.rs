@@ -15,6 +15,7 @@ mod mcp;
 mod metrics;
 mod rate_limit;
 mod tasks;
+mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,9 @@ pub struct AppState {
     pub agent: Arc<Agent>,
     pub chat_limiter: Arc<RateLimiter>,
     pub http_metrics: Arc<HttpMetrics>,
+    /// Dev mode's secret for this run (no `BETTER_AUTH_SECRET`): the chat
+    /// page may ask for a demo token.
+    pub dev_secret: Option<Arc<Vec<u8>>>,
     pub config: Arc<ServeConfig>,
 }
 
@@ -71,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::routes(state.clone()))
         .merge(admin)
         .merge(chatkit::routes())
+        .merge(web::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
