@@ -37,9 +37,11 @@ pub async fn run(
         .await
         .context("opening the database")?;
 
-    // Dev mode: no configured secret, so one made for this run, which the
-    // chat page may also use to sign in as the demo user.
-    let dev_secret = config.auth_secret().is_none().then(|| {
+    // Dev mode: no way to verify anyone's token is configured, so a secret
+    // made for this run, which the chat page may also use (from this
+    // machine only) to sign in as the demo user.
+    let dev_mode = config.auth_secret().is_none() && config.jwks_url.is_none();
+    let dev_secret = dev_mode.then(|| {
         let secret = auth::random_secret();
         let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600));
         tracing::warn!(
@@ -49,11 +51,11 @@ pub async fn run(
         Arc::new(secret)
     });
     let secret = match &dev_secret {
-        Some(secret) => secret.to_vec(),
-        None => config.auth_secret().unwrap_or_default().as_bytes().to_vec(),
+        Some(secret) => Some(secret.to_vec()),
+        None => config.auth_secret().map(|s| s.as_bytes().to_vec()),
     };
     let authenticator = Authenticator::new(AuthConfig {
-        secret: Some(secret),
+        secret,
         jwks_url: config.jwks_url.clone(),
         issuer: config.jwt_issuer.clone(),
         audience: config.jwt_audience.clone(),
@@ -94,7 +96,8 @@ pub async fn run(
         dev_secret,
         config: Arc::new(config),
     };
-    axum::serve(listener, http::router(state))
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")

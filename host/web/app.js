@@ -77,7 +77,7 @@ async function signIn(token) {
     await api("/tasks");
   } catch (error) {
     session = null;
-    $("sign-in-error").textContent = error.message === "Signed out." ? "The server did not accept that token." : error.message;
+    showSignIn(error.message === "Signed out." ? "The server did not accept that token." : error.message);
     return;
   }
   localStorage.setItem(TOKEN_KEY, token);
@@ -195,6 +195,15 @@ function addToolCall(name, args) {
   };
 }
 
+/// While a turn streams, its conversation stays on screen: switching is
+/// disabled, and screen readers wait for the finished reply.
+function setBusy(busy) {
+  $("send").disabled = busy;
+  $("new-conversation").disabled = busy;
+  for (const button of $("conversation-list").querySelectorAll("button")) button.disabled = busy;
+  $("log").setAttribute("aria-busy", String(busy));
+}
+
 function showChatError(error) {
   $("chat-error").textContent = error.message;
 }
@@ -216,6 +225,7 @@ async function send(content) {
     mine.parentElement.remove(); // Refused, so not part of the conversation.
     throw error;
   }
+  let finished = false;
   for await (const [event, data] of events(response)) {
     if (event === "start") {
       conversationId = data.conversation_id;
@@ -228,10 +238,13 @@ async function send(content) {
       cards.set(data.id, addToolCall(data.name, data.arguments));
     } else if (event === "tool_result") {
       cards.get(data.id)?.finish(data.result, data.is_error);
+    } else if (event === "done") {
+      finished = true;
     } else if (event === "error") {
       throw new ApiError(data.error?.message ?? "The reply failed.");
     }
   }
+  if (!finished) throw new ApiError("The connection was lost before the reply finished; your message was saved.");
 }
 
 /// The server-sent events of a response, as [name, data] pairs.
@@ -269,10 +282,18 @@ async function refreshTasks() {
       item.className = task.completed ? "done" : "";
       const mark = document.createElement("span");
       mark.className = "mark";
-      mark.setAttribute("aria-label", task.completed ? "done:" : "open:");
+      mark.setAttribute("aria-hidden", "true");
       mark.textContent = task.completed ? "✓" : "○";
-      item.append(mark, `${task.title}`);
-      if (task.description) item.title = task.description;
+      const state = document.createElement("span");
+      state.className = "visually-hidden";
+      state.textContent = task.completed ? "Done: " : "Open: ";
+      item.append(mark, state, task.title);
+      if (task.description) {
+        const description = document.createElement("span");
+        description.className = "description";
+        description.textContent = task.description;
+        item.append(description);
+      }
       return item;
     }),
   );
@@ -308,7 +329,7 @@ $("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   const content = $("message").value.trim();
   if (!content || $("send").disabled) return;
-  $("send").disabled = true;
+  setBusy(true);
   $("message").value = "";
   try {
     await send(content);
@@ -316,7 +337,7 @@ $("composer").addEventListener("submit", async (event) => {
     showChatError(error);
     $("message").value = content; // Nothing typed is lost.
   } finally {
-    $("send").disabled = false;
+    setBusy(false);
     $("message").focus();
     refreshTasks().catch(showChatError);
     refreshConversations().catch(showChatError);

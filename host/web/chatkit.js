@@ -38,7 +38,11 @@ async function mount() {
       domainKey: "wasmgate-local",
       // Secrets are short-lived: on a 401, make a new one and try once more.
       async fetch(url, init = {}) {
-        const send = () => fetch(url, { ...init, headers: { ...init.headers, authorization: `Bearer ${secret}` } });
+        const send = () => {
+          const headers = new Headers(init.headers);
+          headers.set("authorization", `Bearer ${secret}`);
+          return fetch(url, { ...init, headers });
+        };
         let response = await send();
         if (response.status === 401) {
           secret = await clientSecret(token);

@@ -269,6 +269,45 @@ async fn text_streams_token_by_token_from_the_provider() {
 }
 
 #[tokio::test]
+async fn a_failing_provider_ends_the_stream_with_an_error_and_keeps_the_message() {
+    let mock = MockOpenAi::start(vec![]).await;
+    mock.always(Reply::Json(
+        400,
+        json!({"error": {"message": "model not found"}}),
+    ));
+    let env: Vec<(&str, String)> = mock.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let kit = ChatKit::new(&server, "alice");
+    let events = kit
+        .stream(
+            "threads.create",
+            json!({"input": input("Add a task to buy milk")}),
+        )
+        .await;
+    assert_eq!(
+        types(&events),
+        [
+            "thread.created",
+            "thread.item.done:user_message",
+            "stream_options",
+            "error"
+        ]
+    );
+    let error = events.last().unwrap();
+    assert_eq!(error["code"], "custom");
+    assert_eq!(error["allow_retry"], true);
+    assert!(
+        error["message"].as_str().unwrap().contains("saved"),
+        "{error}"
+    );
+    let thread = events[0]["thread"]["id"].as_str().unwrap();
+    let items = kit.items(thread).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["type"], "user_message");
+}
+
+#[tokio::test]
 async fn threads_are_the_chat_apis_conversations_both_ways() {
     let server = TestServer::start(&plugins_dir()).ready().await;
     let kit = ChatKit::new(&server, "alice");
@@ -477,6 +516,25 @@ async fn every_json_request_type_answers() {
         )
         .await;
     assert_eq!(answer, json!({}));
+    let id = thread.strip_prefix("thr_").unwrap();
+    let conversation: Value = reqwest::Client::new()
+        .get(server.url(&format!("/api/alice/conversations/{id}")))
+        .bearer_auth(token("alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rated: Vec<&Value> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m.get("feedback").is_some())
+        .collect();
+    assert_eq!(rated.len(), 1, "{conversation}");
+    assert_eq!(rated[0]["feedback"], "positive");
+    assert_eq!(rated[0]["role"], "assistant");
 
     for (kind, params) in [
         (
@@ -562,7 +620,11 @@ async fn a_client_that_disconnects_cancels_and_keeps_the_partial_reply() {
     let chunk = |content: &str| json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
     // 400 chunks, 5 ms apart: two seconds of reply.
     let chunks: Vec<Value> = (0..400).map(|i| chunk(&format!("w{i} "))).collect();
-    let mock = MockOpenAi::start(vec![Reply::Stream(chunks)]).await;
+    let mock = MockOpenAi::start(vec![
+        Reply::Stream(chunks),
+        crate::mock_openai::text("Sorry, here is a short one."),
+    ])
+    .await;
     let env: Vec<(&str, String)> = mock.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
@@ -598,6 +660,32 @@ async fn a_client_that_disconnects_cancels_and_keeps_the_partial_reply() {
     }
     assert!(kept.starts_with("w0 w1 w2 w3 w4 "), "{kept:?}");
     assert!(!kept.contains("w399"), "the turn was cancelled: {kept:?}");
+
+    // The next turn works, and the model hears what happened.
+    let events = kit
+        .stream(
+            "threads.add_user_message",
+            json!({"thread_id": thread, "input": input("Shorter, please")}),
+        )
+        .await;
+    check_reply_order(&events);
+    let sent = &mock.requests()[1].body["messages"];
+    let roles: Vec<&str> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "system", "user"],
+        "{sent}"
+    );
+    assert_eq!(sent[2]["content"].as_str().unwrap(), kept);
+    assert!(
+        sent[3]["content"].as_str().unwrap().contains("cancelled"),
+        "{sent}"
+    );
 }
 
 #[tokio::test]
@@ -667,7 +755,11 @@ async fn sessions_issue_expire_cancel_and_rate_limit_secrets() {
             json!({"rate_limits": {"max_requests_per_1_minute": "many"}}),
             StatusCode::BAD_REQUEST,
         ),
-        ("alice", json!({"surprise": true}), StatusCode::BAD_REQUEST),
+        (
+            "alice",
+            json!({"expires_after": {"anchor": "now", "seconds": 60}}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let response = create(user, body.clone()).await.unwrap();
         assert_eq!(response.status(), expected, "{body}");
@@ -838,6 +930,18 @@ async fn bad_requests_get_clear_json_errors() {
         let error: Value = response.json().await.unwrap();
         assert!(error["error"]["message"].is_string(), "{body}: {error}");
     }
+
+    // Too large: 413, still JSON.
+    let response = client
+        .post(server.url("/api/v1/chatkit"))
+        .bearer_auth(token("alice"))
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "payload_too_large");
 
     // Another user's thread is not found, whatever the request.
     let kit = ChatKit::new(&server, "alice");

@@ -5,7 +5,8 @@
 //! message is stored as it happens, the user's before the provider is
 //! called, so nothing acknowledged is lost to a crash or a provider failure.
 //! The turn reports its progress as [`AgentEvent`]s; the chat API collects
-//! them into one answer or streams them.
+//! them into one answer or streams them, the ChatKit door maps them onto
+//! ChatKit events.
 
 mod reply;
 mod upstream;
@@ -13,6 +14,7 @@ mod upstream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -30,6 +32,14 @@ the tasks. Never invent task ids.";
 
 /// Longest title a new conversation takes from its first message.
 const TITLE_CHARS: usize = 60;
+
+/// Longest user message accepted, in characters, whatever the door.
+pub const MAX_MESSAGE_CHARS: usize = 8000;
+
+/// A new conversation's title: the start of its first message.
+pub fn title_from(content: &str) -> String {
+    content.trim().chars().take(TITLE_CHARS).collect()
+}
 
 pub struct AgentConfig {
     /// `<provider plugin>[:<model>]`, e.g. `rules` or `openai:gpt-4o-mini`.
@@ -362,7 +372,7 @@ impl Agent {
                 .await?
                 .ok_or(AgentError::ConversationNotFound(id)),
             None => {
-                let title: String = content.trim().chars().take(TITLE_CHARS).collect();
+                let title = title_from(content);
                 Ok(self.store.create_conversation(user, Some(&title)).await?)
             }
         }
@@ -452,28 +462,35 @@ impl Agent {
                     .collect(),
             })
             .await;
-        let runs = calls.iter().map(|call| async move {
-            let outcome = match snapshot.tool(&call.name) {
-                Some((plugin, _)) => {
-                    self.runtime
-                        .call_tool(plugin, user, &call.name, &call.arguments)
-                        .await
-                }
-                None => Err(crate::plugins::CallError::UnknownTool(call.name.clone())),
-            };
-            match outcome {
-                Ok(result) => record(call, result, false),
-                Err(err) => {
-                    tracing::info!(tool = %call.name, error = %err, "tool call failed");
-                    record(call, json!({ "error": err.to_string() }), true)
-                }
-            }
-        });
-        let records = futures::future::join_all(runs).await;
-        for record in &records {
+        let mut runs: futures::stream::FuturesUnordered<_> = calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| async move {
+                let outcome = match snapshot.tool(&call.name) {
+                    Some((plugin, _)) => {
+                        self.runtime
+                            .call_tool(plugin, user, &call.name, &call.arguments)
+                            .await
+                    }
+                    None => Err(crate::plugins::CallError::UnknownTool(call.name.clone())),
+                };
+                let record = match outcome {
+                    Ok(result) => record(call, result, false),
+                    Err(err) => {
+                        tracing::info!(tool = %call.name, error = %err, "tool call failed");
+                        record(call, json!({ "error": err.to_string() }), true)
+                    }
+                };
+                (index, record)
+            })
+            .collect();
+        // Each result is reported as it comes; the records keep call order.
+        let mut records = vec![None; calls.len()];
+        while let Some((index, record)) = runs.next().await {
             events.send(AgentEvent::ToolResult(record.clone())).await;
+            records[index] = Some(record);
         }
-        records
+        records.into_iter().flatten().collect()
     }
 }
 
@@ -490,6 +507,10 @@ fn record(call: &ToolCall, result: Value, is_error: bool) -> ToolCallRecord {
 }
 
 fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
+    // A reply cut off before its first token says nothing; providers reject it.
+    if message.role == "assistant" && message.content.is_empty() && message.tool_calls.is_none() {
+        return None;
+    }
     let role = match message.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,

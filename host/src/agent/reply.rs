@@ -49,6 +49,9 @@ impl<'a> Reply<'a> {
     /// A streamed token: stores the placeholder row on the first one, then
     /// passes the token on.
     pub async fn delta(&self, text: String) {
+        if text.is_empty() {
+            return;
+        }
         let needs_row = {
             let state = self.state();
             state.row.is_none() && !state.failed
@@ -56,13 +59,14 @@ impl<'a> Reply<'a> {
         if needs_row {
             match self.insert(String::new(), None).await {
                 Ok(row) => {
-                    self.events
-                        .send(AgentEvent::ReplyStarted {
-                            message_id: row.id,
-                            created_at: row.created_at.clone(),
-                        })
-                        .await;
+                    let started = AgentEvent::ReplyStarted {
+                        message_id: row.id,
+                        created_at: row.created_at.clone(),
+                    };
+                    // Recorded before the send, which may be where a cancel
+                    // stops this future: the row must not be forgotten.
                     self.state().row = Some(row);
+                    self.events.send(started).await;
                 }
                 Err(_) => self.state().failed = true,
             }
@@ -131,18 +135,17 @@ impl<'a> Reply<'a> {
         Ok((id, created_at))
     }
 
-    /// Keeps what streamed before a cancel; `None` if nothing did.
-    pub async fn keep_partial(&self) -> Result<Option<i64>, StoreError> {
+    /// Keeps what streamed before a cancel or a failure; a placeholder that
+    /// got no text is removed.
+    pub async fn keep_partial(&self) -> Result<(), StoreError> {
         let (row, text) = {
             let state = self.state();
             (state.row.clone(), state.text.clone())
         };
         match row {
-            Some(row) => {
-                self.store.finish_message(row.id, &text, None).await?;
-                Ok(Some(row.id))
-            }
-            None => Ok(None),
+            Some(row) if text.is_empty() => self.store.delete_message(row.id).await,
+            Some(row) => self.store.finish_message(row.id, &text, None).await,
+            None => Ok(()),
         }
     }
 

@@ -21,11 +21,10 @@ use tokio::sync::mpsc;
 
 use super::auth::AuthUser;
 use super::{ApiError, AppJson, AppState};
-use crate::agent::{Agent, AgentError, AgentEvent, EventSink, ToolCallRecord, TurnOutcome};
+use crate::agent::{
+    Agent, AgentError, AgentEvent, EventSink, MAX_MESSAGE_CHARS, ToolCallRecord, TurnOutcome,
+};
 use crate::store::{Conversation, StoredMessage};
-
-/// Longest message accepted, in characters.
-const MAX_CONTENT_CHARS: usize = 8000;
 
 #[derive(Deserialize)]
 pub struct ChatRequest {
@@ -47,9 +46,9 @@ pub async fn chat(
     if chars == 0 {
         return Err(ApiError::bad_request("content must not be empty"));
     }
-    if request.content.chars().count() > MAX_CONTENT_CHARS {
+    if request.content.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::bad_request(format!(
-            "content must be at most {MAX_CONTENT_CHARS} characters"
+            "content must be at most {MAX_MESSAGE_CHARS} characters"
         )));
     }
     state
@@ -264,6 +263,9 @@ fn message_json(message: &StoredMessage) -> Value {
         .and_then(|t| serde_json::from_str::<Value>(t).ok())
     {
         body["tool_calls"] = calls;
+    }
+    if let Some(feedback) = &message.feedback {
+        body["feedback"] = json!(feedback);
     }
     if let Some(id) = &message.tool_call_id {
         body["tool_call_id"] = json!(id);

@@ -4,7 +4,8 @@
 //! request headers, preflight cached for ten minutes. Credentials are bearer
 //! tokens, never cookies, so no origin gains ambient authority.
 
-use axum::http::{HeaderValue, Method};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 pub fn layer(allowed: &[String]) -> CorsLayer {
@@ -23,6 +24,8 @@ pub fn layer(allowed: &[String]) -> CorsLayer {
             Method::DELETE,
         ])
         .allow_headers(AllowHeaders::mirror_request())
+        // A widget elsewhere may read when to retry and which request failed.
+        .expose_headers([RETRY_AFTER, HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(600))
 }
 

@@ -29,7 +29,7 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiError, AppJson};
+pub use error::{ApiError, AppBytes, AppJson};
 pub use metrics::HttpMetrics;
 pub use rate_limit::RateLimiter;
 

@@ -3,7 +3,8 @@
 //!
 //! Every read of a conversation filters on its user, so another user's
 //! conversation is "not found". Messages are appended one by one as a turn
-//! happens, so whatever was acknowledged survives a crash.
+//! happens, so whatever was acknowledged survives a crash; a streamed reply
+//! is appended at its first token and completed when it ends.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -21,7 +22,8 @@ pub struct Conversation {
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub id: i64,
-    /// `user`, `assistant` or `tool`.
+    /// `user`, `assistant`, `tool`, or `hidden` (context for the model that
+    /// no person sees).
     pub role: String,
     pub content: String,
     /// Assistant messages: JSON `[{"id","name","arguments"}]`.
@@ -29,6 +31,8 @@ pub struct StoredMessage {
     pub tool_call_id: Option<String>,
     pub tool_name: Option<String>,
     pub is_error: bool,
+    /// `positive` or `negative`, from the ChatKit widget.
+    pub feedback: Option<String>,
     pub created_at: String,
 }
 
@@ -45,7 +49,7 @@ pub struct NewMessage {
 
 macro_rules! message_columns {
     () => {
-        "id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at"
+        "id, role, content, tool_calls, tool_call_id, tool_name, is_error, feedback, created_at"
     };
 }
 
@@ -67,6 +71,7 @@ fn message(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
         tool_call_id: row.try_get("tool_call_id")?,
         tool_name: row.try_get("tool_name")?,
         is_error: row.try_get::<i64, _>("is_error")? != 0,
+        feedback: row.try_get("feedback")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -389,6 +394,16 @@ impl Store {
         sqlx::query("UPDATE messages SET content = $1, tool_calls = $2 WHERE id = $3")
             .bind(content)
             .bind(tool_calls)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Deletes one message (an abandoned placeholder).
+    pub async fn delete_message(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await

@@ -101,6 +101,16 @@ impl Store {
         row.as_ref().map(session).transpose().map_err(db_error)
     }
 
+    /// Deletes sessions that expired before `when` (unix seconds).
+    pub async fn delete_sessions_expired_before(&self, when: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM chatkit_sessions WHERE expires_at < $1")
+            .bind(when)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     /// Counts one request against session `id`'s one-minute window starting
     /// at or before `now` (unix seconds); returns `(window_start, count)`
     /// after counting.

@@ -20,6 +20,15 @@ pub const DEFAULT_PAGE: i64 = 20;
 /// The largest page served.
 pub const MAX_PAGE: i64 = 100;
 
+impl From<SortOrder> for Order {
+    fn from(order: SortOrder) -> Order {
+        match order {
+            SortOrder::Asc => Order::Asc,
+            SortOrder::Desc => Order::Desc,
+        }
+    }
+}
+
 pub fn thread_id(conversation_id: i64) -> String {
     format!("thr_{conversation_id}")
 }
@@ -29,10 +38,15 @@ pub fn parse_thread_id(id: &str) -> Option<i64> {
     id.strip_prefix("thr_")?.parse().ok()
 }
 
-/// The message row behind an item id, if it is one.
+/// The message row behind an item id (`msg_<row>` or `wf_<row>`).
 pub fn parse_item_id(id: &str) -> Option<i64> {
-    let (_, row) = id.split_once('_')?;
+    let row = id.strip_prefix("msg_").or_else(|| id.strip_prefix("wf_"))?;
     row.parse().ok()
+}
+
+/// The message row behind a message item id (`msg_<row>`).
+pub fn parse_message_id(id: &str) -> Option<i64> {
+    id.strip_prefix("msg_")?.parse().ok()
 }
 
 /// A stored timestamp as ChatKit sends it: ISO 8601 UTC, milliseconds.
@@ -215,10 +229,7 @@ pub async fn page(
     order: SortOrder,
 ) -> Result<Page<ThreadItem>, StoreError> {
     let thread_id = thread_id(conversation_id);
-    let order = match order {
-        SortOrder::Asc => Order::Asc,
-        SortOrder::Desc => Order::Desc,
-    };
+    let order = Order::from(order);
     // The cursor's row is read again (one row can show two items, and the
     // cursor may be the first); one more row beyond the page tells whether
     // there is more.

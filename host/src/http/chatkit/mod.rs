@@ -11,7 +11,6 @@ mod stream;
 mod types;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -21,7 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::auth::{AuthUser, bearer_token};
-use super::{ApiError, AppState};
+use super::{ApiError, AppBytes, AppState};
+use crate::agent::{MAX_MESSAGE_CHARS, title_from};
 use stream::Turn;
 use types::{
     AddMessageParams, ClientToolOutputParams, CreateParams, CustomActionParams, Envelope, Event,
@@ -29,12 +29,10 @@ use types::{
     UserContent, UserMessageInput,
 };
 
-/// Longest user message accepted, in characters (as for `/chat`).
-const MAX_CONTENT_CHARS: usize = 8000;
+/// Most items one feedback request may rate.
+const MAX_FEEDBACK_ITEMS: usize = 100;
 /// Longest thread title.
 const MAX_TITLE_CHARS: usize = 200;
-/// Longest title a new thread takes from its first message.
-const TITLE_CHARS: usize = 60;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -68,7 +66,7 @@ impl FromRequestParts<AppState> for ChatKitUser {
 async fn chatkit(
     State(state): State<AppState>,
     ChatKitUser(user): ChatKitUser,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Response, ApiError> {
     let envelope: Envelope = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad_request(format!("invalid ChatKit request: {err}")))?;
@@ -132,11 +130,17 @@ impl Request<'_> {
             "items.list" => self.list_items().await,
             "items.feedback" => {
                 let params: FeedbackParams = self.params()?;
+                if params.item_ids.len() > MAX_FEEDBACK_ITEMS {
+                    return Err(ApiError::bad_request(format!(
+                        "feedback takes at most {MAX_FEEDBACK_ITEMS} items at once"
+                    )));
+                }
                 let id = self.conversation(&params.thread_id).await?.id;
+                // Messages only: a workflow is not something a person rates.
                 let rows: Vec<i64> = params
                     .item_ids
                     .iter()
-                    .filter_map(|item| items::parse_item_id(item))
+                    .filter_map(|item| items::parse_message_id(item))
                     .collect();
                 let kind = params.kind.as_str();
                 self.state.store.set_feedback(id, &rows, kind).await?;
@@ -183,7 +187,7 @@ impl Request<'_> {
         let params: CreateParams = self.params()?;
         let content = user_text(&params.input)?;
         self.may_start_turn()?;
-        let title: String = content.trim().chars().take(TITLE_CHARS).collect();
+        let title = title_from(&content);
         let conversation = self
             .state
             .store
@@ -214,11 +218,7 @@ impl Request<'_> {
         let params: ItemParams = self.params()?;
         let conversation = self.conversation(&params.thread_id).await?;
         let not_found = || ApiError::not_found(format!("item {} not found", params.item_id));
-        let row = params
-            .item_id
-            .strip_prefix("msg_")
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(not_found)?;
+        let row = items::parse_message_id(&params.item_id).ok_or_else(not_found)?;
         let message = self
             .state
             .store
@@ -264,10 +264,7 @@ impl Request<'_> {
                 })?),
                 None => None,
             };
-        let order = match params.order.unwrap_or(SortOrder::Desc) {
-            SortOrder::Asc => crate::store::Order::Asc,
-            SortOrder::Desc => crate::store::Order::Desc,
-        };
+        let order = params.order.unwrap_or(SortOrder::Desc).into();
         let mut rows = self
             .state
             .store
@@ -312,6 +309,13 @@ impl Request<'_> {
             ApiError::bad_request("invalid params for items.list: missing field `thread_id`")
         })?;
         let limit = page_size(params.limit)?;
+        if let Some(after) = params.after.as_deref()
+            && items::parse_item_id(after).is_none()
+        {
+            return Err(ApiError::bad_request(format!(
+                "{after:?} is not an item id"
+            )));
+        }
         let conversation = self.conversation(thread_id).await?;
         let page = items::page(
             &self.state.store,
@@ -345,9 +349,9 @@ fn user_text(input: &UserMessageInput) -> Result<String, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the message has no text"));
     }
-    if text.chars().count() > MAX_CONTENT_CHARS {
+    if text.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::bad_request(format!(
-            "the message must be at most {MAX_CONTENT_CHARS} characters"
+            "the message must be at most {MAX_MESSAGE_CHARS} characters"
         )));
     }
     Ok(text)

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::items;
 use crate::http::auth::AuthUser;
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppBytes, AppState};
 use crate::plugins::sha256_hex;
 use crate::store::ChatSession;
 
@@ -25,11 +24,15 @@ use crate::store::ChatSession;
 /// from a JWT without trying both.
 pub const SECRET_PREFIX: &str = "cks_";
 const DEFAULT_LIFETIME_SECS: i64 = 600;
+/// Every ChatKit request counts, reads included (the widget makes several
+/// per turn); turns also count against the per-user chat limit.
+const DEFAULT_REQUESTS_PER_MINUTE: i64 = 120;
 const MAX_LIFETIME_SECS: i64 = 24 * 60 * 60;
 const MAX_REQUESTS_PER_MINUTE: i64 = 10_000;
 
+/// Fields of OpenAI's hosted sessions API this server has no use for
+/// (`user`, `workflow`, `chatkit_configuration`) are ignored.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct CreateSession {
     conversation_id: Option<i64>,
     expires_after: Option<ExpiresAfter>,
@@ -50,7 +53,7 @@ struct RateLimits {
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Json<Value>, ApiError> {
     // The body is optional: none (or `{}`) takes every default.
     let request: CreateSession = if body.iter().all(u8::is_ascii_whitespace) {
@@ -74,7 +77,7 @@ pub async fn create(
         Some(ExpiresAfter { seconds, .. }) => seconds,
     };
     let max_per_minute = match request.rate_limits {
-        None => i64::from(state.config.chat_rate_per_minute),
+        None => DEFAULT_REQUESTS_PER_MINUTE,
         Some(RateLimits {
             max_requests_per_1_minute: n,
         }) if (1..=MAX_REQUESTS_PER_MINUTE).contains(&n) => n,
@@ -94,6 +97,11 @@ pub async fn create(
 
     let secret = format!("{SECRET_PREFIX}{}", random_hex(32));
     let created_at = unix_now();
+    // Sessions a day past their expiry are of no use, even for an audit.
+    state
+        .store
+        .delete_sessions_expired_before(created_at - 24 * 3600)
+        .await?;
     let session = ChatSession {
         id: format!("cksess_{}", random_hex(12)),
         user_id: user,

@@ -5,8 +5,9 @@
 //! as `thread.item.added` → `content_part.added` → `text_delta`s →
 //! `content_part.done` → `thread.item.done`, and each round of tool calls
 //! as a workflow whose tasks complete as results arrive. A failed turn ends
-//! with an `error` event. A client that disconnects cancels the turn: the
-//! agent keeps the text streamed so far.
+//! with an `error` event, after closing the items it left open. A client
+//! that disconnects cancels the turn at once: the agent keeps the text
+//! streamed so far.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -95,31 +96,50 @@ async fn run(agent: Arc<Agent>, user: String, turn: Turn, out: mpsc::Sender<Even
     };
 
     let mut mapper = Mapper::new(items::thread_id(conversation_id));
-    while let Some(event) = events_rx.recv().await {
+    loop {
+        // A client that leaves cancels at once, not at the next event.
+        let event = tokio::select! {
+            event = events_rx.recv() => event,
+            () = out.closed() => break,
+        };
+        let Some(event) = event else {
+            // The turn is over: a failure closes what is open, then says why.
+            if let Some(error) = failure(running.await) {
+                for event in mapper.close().into_iter().chain([error]) {
+                    let _ = out.send(event).await;
+                }
+            }
+            return;
+        };
         for event in mapper.map(event) {
             if out.send(event).await.is_err() {
-                // The client left: dropping the receiver cancels the turn.
-                drop(events_rx);
-                let _ = running.await;
-                return;
+                break;
             }
         }
+        if out.is_closed() {
+            break;
+        }
     }
-    if let Some(error) = failure(running.await) {
-        let _ = out.send(error).await;
-    }
+    // The client left: dropping the receiver cancels the turn, which keeps
+    // what streamed so far.
+    drop(events_rx);
+    let _ = running.await;
 }
 
 /// The `error` event for a failed turn; `None` for one that finished.
 fn failure(
     outcome: Result<Result<TurnOutcome, AgentError>, tokio::task::JoinError>,
 ) -> Option<Event> {
+    let mut allow_retry = true;
     let message = match outcome {
         Ok(Ok(_)) | Ok(Err(AgentError::Cancelled { .. })) => return None,
         Ok(Err(err @ (AgentError::Provider { .. } | AgentError::ProviderTimeout { .. }))) => {
             format!("{err}. Your message was saved; try again.")
         }
-        Ok(Err(AgentError::ConversationNotFound(_))) => "This thread no longer exists.".into(),
+        Ok(Err(AgentError::ConversationNotFound(_))) => {
+            allow_retry = false;
+            "This thread no longer exists.".into()
+        }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "chatkit turn failed");
             "The server could not finish the reply; try again shortly.".into()
@@ -132,7 +152,7 @@ fn failure(
     Some(Event::Error {
         code: "custom",
         message: Some(message),
-        allow_retry: true,
+        allow_retry,
     })
 }
 
@@ -140,8 +160,15 @@ fn failure(
 /// the running workflow.
 struct Mapper {
     thread_id: String,
-    reply: Option<(i64, String)>,
+    reply: Option<OpenReply>,
     workflow: Option<Workflow>,
+}
+
+/// The assistant message being streamed.
+struct OpenReply {
+    message_id: i64,
+    created_at: String,
+    text: String,
 }
 
 struct Workflow {
@@ -172,19 +199,16 @@ impl Mapper {
                 message_id,
                 created_at,
             } => {
-                let id = format!("msg_{message_id}");
-                self.reply = Some((message_id, created_at.clone()));
+                let item = items::assistant_message(message_id, &self.thread_id, &created_at, "");
+                self.reply = Some(OpenReply {
+                    message_id,
+                    created_at,
+                    text: String::new(),
+                });
                 vec![
-                    Event::ItemAdded {
-                        item: items::assistant_message(
-                            message_id,
-                            &self.thread_id,
-                            &created_at,
-                            "",
-                        ),
-                    },
+                    Event::ItemAdded { item },
                     Event::ItemUpdated {
-                        item_id: id,
+                        item_id: format!("msg_{message_id}"),
                         update: ItemUpdate::PartAdded {
                             content_index: 0,
                             content: OutputText::new(""),
@@ -192,39 +216,23 @@ impl Mapper {
                     },
                 ]
             }
-            AgentEvent::TextDelta(delta) => match &self.reply {
-                Some((message_id, _)) => vec![Event::ItemUpdated {
-                    item_id: format!("msg_{message_id}"),
-                    update: ItemUpdate::TextDelta {
-                        content_index: 0,
-                        delta,
-                    },
-                }],
+            AgentEvent::TextDelta(delta) => match &mut self.reply {
+                Some(reply) => {
+                    reply.text.push_str(&delta);
+                    vec![Event::ItemUpdated {
+                        item_id: format!("msg_{}", reply.message_id),
+                        update: ItemUpdate::TextDelta {
+                            content_index: 0,
+                            delta,
+                        },
+                    }]
+                }
                 None => Vec::new(),
             },
-            AgentEvent::ReplyDone { message_id, text } => {
-                let created_at = match self.reply.take() {
-                    Some((_, created_at)) => created_at,
-                    None => return Vec::new(),
-                };
-                vec![
-                    Event::ItemUpdated {
-                        item_id: format!("msg_{message_id}"),
-                        update: ItemUpdate::PartDone {
-                            content_index: 0,
-                            content: OutputText::new(text.clone()),
-                        },
-                    },
-                    Event::ItemDone {
-                        item: items::assistant_message(
-                            message_id,
-                            &self.thread_id,
-                            &created_at,
-                            &text,
-                        ),
-                    },
-                ]
-            }
+            AgentEvent::ReplyDone { text, .. } => match self.reply.take() {
+                Some(reply) => self.finish_reply(reply, text),
+                None => Vec::new(),
+            },
             AgentEvent::ToolCalls {
                 message_id,
                 created_at,
@@ -258,17 +266,56 @@ impl Mapper {
                 }];
                 if workflow.pending == 0 {
                     let done = self.workflow.take().expect("checked above");
-                    events.push(Event::ItemDone {
-                        item: items::workflow(
-                            done.message_id,
-                            &self.thread_id,
-                            &done.created_at,
-                            &done.calls,
-                        ),
-                    });
+                    events.push(self.finish_workflow(done));
                 }
                 events
             }
         }
+    }
+
+    fn finish_reply(&self, reply: OpenReply, text: String) -> Vec<Event> {
+        let id = format!("msg_{}", reply.message_id);
+        vec![
+            Event::ItemUpdated {
+                item_id: id,
+                update: ItemUpdate::PartDone {
+                    content_index: 0,
+                    content: OutputText::new(text.clone()),
+                },
+            },
+            Event::ItemDone {
+                item: items::assistant_message(
+                    reply.message_id,
+                    &self.thread_id,
+                    &reply.created_at,
+                    &text,
+                ),
+            },
+        ]
+    }
+
+    fn finish_workflow(&self, workflow: Workflow) -> Event {
+        Event::ItemDone {
+            item: items::workflow(
+                workflow.message_id,
+                &self.thread_id,
+                &workflow.created_at,
+                &workflow.calls,
+            ),
+        }
+    }
+
+    /// Closes what a failed turn left open, as it was stored: the text
+    /// streamed so far, the tool calls that finished.
+    fn close(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(workflow) = self.workflow.take() {
+            events.push(self.finish_workflow(workflow));
+        }
+        if let Some(reply) = self.reply.take() {
+            let text = reply.text.clone();
+            events.extend(self.finish_reply(reply, text));
+        }
+        events
     }
 }
