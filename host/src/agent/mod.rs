@@ -247,6 +247,9 @@ impl Agent {
                 stream,
             };
             let reply = Reply::new(&self.store, conversation_id, &events);
+            if stream {
+                reply.reserve().await?;
+            }
             let round = self.provider_round(&provider, &request, stream, &reply, conversation_id);
             let completion = tokio::select! {
                 completion = round => match completion {

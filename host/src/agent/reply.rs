@@ -1,7 +1,8 @@
 //! The assistant message a provider round is writing.
 //!
-//! A streamed reply is stored as soon as its first token arrives (an empty
-//! row the round then completes), so that every front door can name it by
+//! A streamed round stores its message before the provider is asked (an
+//! empty row the round then completes), so that the first token goes out
+//! without waiting on the database, every front door can name the reply by
 //! its id while it streams, and a turn cancelled mid-reply keeps the text
 //! streamed so far. A reply that arrives whole is stored once, at the end.
 
@@ -23,8 +24,10 @@ pub(super) struct Reply<'a> {
 
 #[derive(Default)]
 struct ReplyState {
-    /// The stored row, once the first token made one.
+    /// The stored row, once reserved (or made by the first token).
     row: Option<StoredMessage>,
+    /// Whether `ReplyStarted` went out: the reply is being shown.
+    announced: bool,
     text: String,
     /// A failed placeholder insert, reported when the round finishes.
     failed: bool,
@@ -41,23 +44,32 @@ impl<'a> Reply<'a> {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ReplyState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// A streamed token: stores the placeholder row on the first one, then
-    /// passes the token on.
+    /// Stores the empty row a streamed round will complete.
+    pub async fn reserve(&self) -> Result<(), StoreError> {
+        let row = self.insert(String::new(), None).await?;
+        self.state().row = Some(row);
+        Ok(())
+    }
+
+    /// A streamed token: announces the reply on the first one (storing its
+    /// row if none was reserved), then passes the token on.
     pub async fn delta(&self, text: String) {
         if text.is_empty() {
             return;
         }
-        let needs_row = {
+        let (row, announced, failed) = {
             let state = self.state();
-            state.row.is_none() && !state.failed
+            (state.row.clone(), state.announced, state.failed)
         };
-        if needs_row {
-            match self.insert(String::new(), None).await {
+        if !announced && !failed {
+            let row = match row {
+                Some(row) => Ok(row),
+                None => self.insert(String::new(), None).await,
+            };
+            match row {
                 Ok(row) => {
                     let started = AgentEvent::ReplyStarted {
                         message_id: row.id,
@@ -65,7 +77,11 @@ impl<'a> Reply<'a> {
                     };
                     // Recorded before the send, which may be where a cancel
                     // stops this future: the row must not be forgotten.
-                    self.state().row = Some(row);
+                    {
+                        let mut state = self.state();
+                        state.row = Some(row);
+                        state.announced = true;
+                    }
                     self.events.send(started).await;
                 }
                 Err(_) => self.state().failed = true,
@@ -86,53 +102,51 @@ impl<'a> Reply<'a> {
                 .collect();
             Value::Array(calls).to_string()
         });
-        let (row, failed) = {
+        let (row, announced, failed) = {
             let state = self.state();
-            (state.row.clone(), state.failed)
+            (state.row.clone(), state.announced, state.failed)
         };
         if failed {
             return Err(StoreError);
         }
-        // A message is shown as a reply when it says something, or when it
-        // is all the round produced.
-        let shown = row.is_some() || !completion.text.is_empty() || tool_calls.is_none();
-        let (id, created_at) = match row {
+        let row = match row {
             Some(row) => {
                 self.store
                     .finish_message(row.id, &completion.text, tool_calls.as_deref())
                     .await?;
-                (row.id, row.created_at)
+                row
             }
             None => {
-                let row = self
-                    .insert(completion.text.clone(), tool_calls.clone())
-                    .await?;
-                if shown {
-                    // Text that arrived whole is reported as one delta.
-                    self.events
-                        .send(AgentEvent::ReplyStarted {
-                            message_id: row.id,
-                            created_at: row.created_at.clone(),
-                        })
-                        .await;
-                    if !completion.text.is_empty() {
-                        self.events
-                            .send(AgentEvent::TextDelta(completion.text.clone()))
-                            .await;
-                    }
-                }
-                (row.id, row.created_at)
+                self.insert(completion.text.clone(), tool_calls.clone())
+                    .await?
             }
         };
+        // A message is shown as a reply when it says something, or when it
+        // is all the round produced.
+        let shown = announced || !completion.text.is_empty() || tool_calls.is_none();
+        if shown && !announced {
+            // Text that arrived whole is reported as one delta.
+            self.events
+                .send(AgentEvent::ReplyStarted {
+                    message_id: row.id,
+                    created_at: row.created_at.clone(),
+                })
+                .await;
+            if !completion.text.is_empty() {
+                self.events
+                    .send(AgentEvent::TextDelta(completion.text.clone()))
+                    .await;
+            }
+        }
         if shown {
             self.events
                 .send(AgentEvent::ReplyDone {
-                    message_id: id,
+                    message_id: row.id,
                     text: completion.text.clone(),
                 })
                 .await;
         }
-        Ok((id, created_at))
+        Ok((row.id, row.created_at))
     }
 
     /// Keeps what streamed before a cancel or a failure; a placeholder that
@@ -160,8 +174,6 @@ impl<'a> Reply<'a> {
             tool_calls,
             ..Default::default()
         };
-        self.store
-            .append_message(self.conversation_id, message)
-            .await
+        self.store.append_message(self.conversation_id, message).await
     }
 }

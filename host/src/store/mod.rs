@@ -10,7 +10,7 @@ mod sessions;
 mod tasks;
 
 pub use conversations::{Conversation, NewMessage, Order, StoredMessage};
-pub use sessions::ChatSession;
+pub use sessions::ChatKitSession;
 
 use std::path::Path;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use super::{Store, StoreError, db_error};
 
 #[derive(Debug, Clone)]
-pub struct ChatSession {
+pub struct ChatKitSession {
     pub id: String,
     pub user_id: String,
     pub conversation_id: Option<i64>,
@@ -29,8 +29,8 @@ macro_rules! session_columns {
     };
 }
 
-fn session(row: &AnyRow) -> Result<ChatSession, sqlx::Error> {
-    Ok(ChatSession {
+fn session(row: &AnyRow) -> Result<ChatKitSession, sqlx::Error> {
+    Ok(ChatKitSession {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         conversation_id: row.try_get("conversation_id")?,
@@ -45,7 +45,7 @@ impl Store {
     /// Stores a new session whose secret hashes to `secret_sha256`.
     pub async fn create_session(
         &self,
-        new: &ChatSession,
+        new: &ChatKitSession,
         secret_sha256: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -70,7 +70,7 @@ impl Store {
     pub async fn session_by_secret(
         &self,
         secret_sha256: &str,
-    ) -> Result<Option<ChatSession>, StoreError> {
+    ) -> Result<Option<ChatKitSession>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             session_columns!(),
@@ -88,7 +88,7 @@ impl Store {
         &self,
         user: &str,
         id: &str,
-    ) -> Result<Option<ChatSession>, StoreError> {
+    ) -> Result<Option<ChatKitSession>, StoreError> {
         let row = sqlx::query(concat!(
             "UPDATE chatkit_sessions SET cancelled = 1 WHERE user_id = $1 AND id = $2 RETURNING ",
             session_columns!()

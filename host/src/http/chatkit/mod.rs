@@ -172,7 +172,7 @@ impl Request<'_> {
     }
 
     fn stream(&self, turn: Turn) -> Response {
-        stream::respond(self.state.agent.clone(), self.user.to_string(), turn).into_response()
+        stream::answer(self.state.agent.clone(), self.user.to_string(), turn).into_response()
     }
 
     /// A turn may start: the per-user chat limit, as for `/chat`.
@@ -235,7 +235,7 @@ impl Request<'_> {
             .store
             .delete_messages_after(conversation.id, message.id)
             .await?;
-        Ok(self.stream(Turn::Respond {
+        Ok(self.stream(Turn::Retry {
             conversation_id: conversation.id,
         }))
     }

@@ -18,7 +18,7 @@ use super::items;
 use crate::http::auth::AuthUser;
 use crate::http::{ApiError, AppBytes, AppState};
 use crate::plugins::sha256_hex;
-use crate::store::ChatSession;
+use crate::store::ChatKitSession;
 
 /// Every client secret starts with this, so the endpoint can tell a secret
 /// from a JWT without trying both.
@@ -102,7 +102,7 @@ pub async fn create(
         .store
         .delete_sessions_expired_before(created_at - 24 * 3600)
         .await?;
-    let session = ChatSession {
+    let session = ChatKitSession {
         id: format!("cksess_{}", random_hex(12)),
         user_id: user,
         conversation_id: request.conversation_id,
@@ -162,7 +162,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<String, ApiE
     Ok(session.user_id)
 }
 
-fn session_json(session: &ChatSession) -> Value {
+fn session_json(session: &ChatKitSession) -> Value {
     let status = if session.cancelled {
         "cancelled"
     } else if unix_now() >= session.expires_at {

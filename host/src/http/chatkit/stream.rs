@@ -28,14 +28,14 @@ pub enum Turn {
         content: String,
         created: Option<Thread>,
     },
-    /// Answer again from the conversation as it stands (a retry).
-    Respond { conversation_id: i64 },
+    /// Answer again from the conversation as it stands.
+    Retry { conversation_id: i64 },
     /// Nothing to run: just this event after `stream_options`.
     Notice(Event),
 }
 
 /// Starts `turn` for `user` and answers its events as SSE.
-pub fn respond(agent: Arc<Agent>, user: String, turn: Turn) -> impl IntoResponse {
+pub fn answer(agent: Arc<Agent>, user: String, turn: Turn) -> impl IntoResponse {
     let (out, out_rx) = mpsc::channel::<Event>(64);
     tokio::spawn(run(agent, user, turn, out));
     let stream = futures::stream::unfold(out_rx, |mut rx| async move {
@@ -82,7 +82,7 @@ async fn run(agent: Arc<Agent>, user: String, turn: Turn, out: mpsc::Sender<Even
             });
             (conversation_id, running)
         }
-        Turn::Respond { conversation_id } => {
+        Turn::Retry { conversation_id } => {
             if out.send(stream_options()).await.is_err() {
                 return;
             }
