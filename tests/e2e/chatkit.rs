@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::mock_openai::{MockOpenAi, Reply};
-use crate::support::{TestServer, plugins_dir, token};
+use crate::support::{TestDatabase, TestServer, backends, plugins_dir, token};
 
 /// A ChatKit client with one bearer credential (a JWT or a client secret).
 /// Everything it receives is kept, for the conformance check.
@@ -100,6 +100,22 @@ impl<'a> ChatKit<'a> {
             )
             .await;
         page["data"].as_array().unwrap().clone()
+    }
+}
+
+/// Runs `test` against a server on each backend: SQLite always, PostgreSQL
+/// when `WASMGATE_TEST_POSTGRES_URL` is set.
+async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestServer) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in backends() {
+        let db = TestDatabase::new(backend).await;
+        let server = TestServer::start_with(&plugins_dir(), &[("DATABASE_URL", &db.url)])
+            .ready()
+            .await;
+        test(server).await;
     }
 }
 
@@ -401,7 +417,10 @@ async fn threads_are_the_chat_apis_conversations_both_ways() {
 
 #[tokio::test]
 async fn items_and_threads_page_with_after_cursors() {
-    let server = TestServer::start(&plugins_dir()).ready().await;
+    each_backend(items_and_threads_page_with_after_cursors_on).await;
+}
+
+async fn items_and_threads_page_with_after_cursors_on(server: TestServer) {
     let kit = ChatKit::new(&server, "alice");
     let events = kit
         .stream(
@@ -480,7 +499,10 @@ async fn items_and_threads_page_with_after_cursors() {
 
 #[tokio::test]
 async fn every_json_request_type_answers() {
-    let server = TestServer::start(&plugins_dir()).ready().await;
+    each_backend(every_json_request_type_answers_on).await;
+}
+
+async fn every_json_request_type_answers_on(server: TestServer) {
     let kit = ChatKit::new(&server, "alice");
     let events = kit
         .stream(
@@ -580,7 +602,10 @@ async fn every_json_request_type_answers() {
 
 #[tokio::test]
 async fn retry_replaces_everything_after_the_user_message() {
-    let server = TestServer::start(&plugins_dir()).ready().await;
+    each_backend(retry_replaces_everything_after_the_user_message_on).await;
+}
+
+async fn retry_replaces_everything_after_the_user_message_on(server: TestServer) {
     let kit = ChatKit::new(&server, "alice");
     let events = kit
         .stream(
@@ -690,7 +715,10 @@ async fn a_client_that_disconnects_cancels_and_keeps_the_partial_reply() {
 
 #[tokio::test]
 async fn sessions_issue_expire_cancel_and_rate_limit_secrets() {
-    let server = TestServer::start(&plugins_dir()).ready().await;
+    each_backend(sessions_issue_expire_cancel_and_rate_limit_secrets_on).await;
+}
+
+async fn sessions_issue_expire_cancel_and_rate_limit_secrets_on(server: TestServer) {
     let client = reqwest::Client::new();
     let create = |user: &str, body: Value| {
         client

@@ -44,7 +44,9 @@ impl<'a> Reply<'a> {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ReplyState> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Stores the empty row a streamed round will complete.
@@ -174,6 +176,8 @@ impl<'a> Reply<'a> {
             tool_calls,
             ..Default::default()
         };
-        self.store.append_message(self.conversation_id, message).await
+        self.store
+            .append_message(self.conversation_id, message)
+            .await
     }
 }
