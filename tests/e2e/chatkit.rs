@@ -91,6 +91,15 @@ impl<'a> ChatKit<'a> {
         events
     }
 
+    /// `threads.create` with `text`: its events and the new thread's id.
+    async fn create(&self, text: &str) -> (Vec<Value>, String) {
+        let events = self
+            .stream("threads.create", json!({"input": input(text)}))
+            .await;
+        let thread = events[0]["thread"]["id"].as_str().unwrap().to_string();
+        (events, thread)
+    }
+
     async fn items(&self, thread: &str) -> Vec<Value> {
         let page = self
             .ok(
@@ -422,13 +431,7 @@ async fn items_and_threads_page_with_after_cursors() {
 
 async fn items_and_threads_page_with_after_cursors_on(server: TestServer) {
     let kit = ChatKit::new(&server, "alice");
-    let events = kit
-        .stream(
-            "threads.create",
-            json!({"input": input("Add a task to buy milk")}),
-        )
-        .await;
-    let thread = events[0]["thread"]["id"].as_str().unwrap().to_string();
+    let (_, thread) = kit.create("Add a task to buy milk").await;
     for text in ["Show my tasks", "Add a task to buy eggs", "hello"] {
         kit.stream(
             "threads.add_user_message",
@@ -504,13 +507,7 @@ async fn every_json_request_type_answers() {
 
 async fn every_json_request_type_answers_on(server: TestServer) {
     let kit = ChatKit::new(&server, "alice");
-    let events = kit
-        .stream(
-            "threads.create",
-            json!({"input": input("Add a task to buy milk")}),
-        )
-        .await;
-    let thread = events[0]["thread"]["id"].as_str().unwrap().to_string();
+    let (events, thread) = kit.create("Add a task to buy milk").await;
 
     let got = kit
         .ok("threads.get_by_id", json!({"thread_id": thread}), "thread")
@@ -607,13 +604,7 @@ async fn retry_replaces_everything_after_the_user_message() {
 
 async fn retry_replaces_everything_after_the_user_message_on(server: TestServer) {
     let kit = ChatKit::new(&server, "alice");
-    let events = kit
-        .stream(
-            "threads.create",
-            json!({"input": input("Add a task to buy milk")}),
-        )
-        .await;
-    let thread = events[0]["thread"]["id"].as_str().unwrap().to_string();
+    let (events, thread) = kit.create("Add a task to buy milk").await;
     let user_item = events[1]["item"]["id"].clone();
     let before = kit.items(&thread).await;
 
@@ -741,10 +732,7 @@ async fn sessions_issue_expire_cancel_and_rate_limit_secrets_on(server: TestServ
 
     // The secret works for alice's threads, and only for ChatKit.
     let kit = ChatKit::with_bearer(&server, secret.clone());
-    let events = kit
-        .stream("threads.create", json!({"input": input("hello")}))
-        .await;
-    let thread = events[0]["thread"]["id"].as_str().unwrap().to_string();
+    let (_, thread) = kit.create("hello").await;
     let jwt_kit = ChatKit::new(&server, "alice");
     jwt_kit
         .ok("threads.get_by_id", json!({"thread_id": thread}), "thread")
@@ -1060,13 +1048,7 @@ async fn the_reference_sdk_accepts_every_answer() {
     let kit = ChatKit::new(&server, "alice");
 
     // Every request type with a successful answer, and their events.
-    let events = kit
-        .stream(
-            "threads.create",
-            json!({"input": input("Add a task to buy milk")}),
-        )
-        .await;
-    let thread = events[0]["thread"]["id"].as_str().unwrap().to_string();
+    let (events, thread) = kit.create("Add a task to buy milk").await;
     let user_item = events[1]["item"]["id"].clone();
     for text in ["Show my tasks", "Delete the milk task", "hello"] {
         kit.stream(

@@ -9,7 +9,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, db_error, now};
+use super::{Store, StoreError, db_error, decode_all, now};
 
 #[derive(Debug, Clone)]
 pub struct Conversation {
@@ -129,10 +129,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter()
-            .map(conversation)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)
+        decode_all(&rows, conversation)
     }
 
     /// Appends a message and marks the conversation active.
@@ -185,11 +182,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let mut messages: Vec<StoredMessage> = rows
-            .iter()
-            .map(message)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)?;
+        let mut messages = decode_all(&rows, message)?;
         messages.reverse();
         Ok(messages)
     }
@@ -232,10 +225,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter()
-            .map(conversation)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)
+        decode_all(&rows, conversation)
     }
 
     /// Renames the user's conversation; `None` if it is not theirs.
@@ -352,10 +342,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter()
-            .map(message)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)
+        decode_all(&rows, message)
     }
 
     /// The tool results stored after message `after` up to the next message
@@ -378,10 +365,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter()
-            .map(message)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)
+        decode_all(&rows, message)
     }
 
     /// Rewrites a message begun as a placeholder (a streamed reply).

@@ -133,6 +133,17 @@ fn now() -> String {
 #[error("the database is unavailable")]
 pub struct StoreError;
 
+/// Decodes every row with `decode`.
+fn decode_all<T>(
+    rows: &[sqlx::any::AnyRow],
+    decode: fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(decode)
+        .collect::<Result<_, _>>()
+        .map_err(db_error)
+}
+
 /// Logs a database error where it happened; callers see only that the store
 /// is unavailable.
 fn db_error(err: sqlx::Error) -> StoreError {
