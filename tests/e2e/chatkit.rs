@@ -128,6 +128,19 @@ where
     }
 }
 
+/// `GET /api/{user}{path}` with the user's JWT: the JSON answer.
+async fn rest_get(server: &TestServer, user: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(server.url(&format!("/api/{user}{path}")))
+        .bearer_auth(token(user))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The `data:` payloads of an SSE body; nothing else may be in it.
 fn parse_events(body: &str) -> Vec<Value> {
     body.split("\n\n")
@@ -247,15 +260,7 @@ async fn a_new_thread_streams_in_protocol_order() {
     assert!(reply.as_str().unwrap().contains("Buy milk"), "{reply}");
 
     // The task is real, and the stored thread reads back as it streamed.
-    let tasks: Value = reqwest::Client::new()
-        .get(server.url("/api/alice/tasks"))
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tasks = rest_get(&server, "alice", "/tasks").await;
     assert_eq!(tasks[0]["title"], "Buy milk");
     let thread_id = thread["id"].as_str().unwrap();
     let stored = kit.items(thread_id).await;
@@ -402,15 +407,7 @@ async fn threads_are_the_chat_apis_conversations_both_ways() {
         .await
         .unwrap();
     assert_eq!(answer["conversation_id"], id);
-    let conversation: Value = client
-        .get(server.url(&format!("/api/alice/conversations/{id}")))
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversation = rest_get(&server, "alice", &format!("/conversations/{id}")).await;
     let users: Vec<&str> = conversation["messages"]
         .as_array()
         .unwrap()
@@ -536,15 +533,7 @@ async fn every_json_request_type_answers_on(server: TestServer) {
         .await;
     assert_eq!(answer, json!({}));
     let id = thread.strip_prefix("thr_").unwrap();
-    let conversation: Value = reqwest::Client::new()
-        .get(server.url(&format!("/api/alice/conversations/{id}")))
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversation = rest_get(&server, "alice", &format!("/conversations/{id}")).await;
     let rated: Vec<&Value> = conversation["messages"]
         .as_array()
         .unwrap()
