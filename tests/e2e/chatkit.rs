@@ -495,6 +495,11 @@ async fn items_and_threads_page_with_after_cursors_on(server: TestServer) {
     assert_eq!(second["has_more"], false);
     assert_eq!(second["data"].as_array().unwrap().len(), 1);
     assert_eq!(second["data"][0]["id"], thread.as_str());
+    // A larger page than served is capped, not refused.
+    let all = kit
+        .ok("threads.list", json!({"limit": 100_000}), "thread_page")
+        .await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]

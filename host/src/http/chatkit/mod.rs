@@ -357,13 +357,15 @@ fn user_text(input: &UserMessageInput) -> Result<String, ApiError> {
     Ok(text)
 }
 
+/// The page size asked for: the default for none (or 0, as the SDK reads
+/// it), at most [`items::MAX_PAGE`] (larger asks get that many, with a
+/// cursor for the rest).
 fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None | Some(0) => Ok(items::DEFAULT_PAGE),
-        Some(n) if (1..=items::MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) if n > 0 => Ok(n.min(items::MAX_PAGE)),
         Some(n) => Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {}, not {n}",
-            items::MAX_PAGE
+            "limit must not be negative, not {n}"
         ))),
     }
 }
