@@ -56,6 +56,7 @@ async function showSignIn(message = "") {
   $("app").hidden = true;
   $("who").hidden = $("sign-out").hidden = true;
   $("sign-in").hidden = false;
+  $("skip").href = "#token";
   $("sign-in-error").textContent = message;
   try {
     const dev = await fetch("/api/v1/dev/token", { method: "POST" });
@@ -83,6 +84,7 @@ async function signIn(token) {
   localStorage.setItem(TOKEN_KEY, token);
   $("sign-in").hidden = true;
   $("app").hidden = false;
+  $("skip").href = "#message";
   $("who").textContent = `Signed in as ${user}`;
   $("who").hidden = $("sign-out").hidden = false;
   const saved = Number(localStorage.getItem(CONVERSATION_KEY));

@@ -358,6 +358,7 @@ async fn threads_are_the_chat_apis_conversations_both_ways() {
         .await
         .unwrap();
     let thread = format!("thr_{}", answer["conversation_id"]);
+    let thread_first = thread.clone();
     let listed = kit.ok("threads.list", json!({}), "thread_page").await;
     assert_eq!(listed["data"][0]["id"], thread.as_str());
     let events = kit
@@ -419,6 +420,18 @@ async fn threads_are_the_chat_apis_conversations_both_ways() {
         users,
         ["Add a task to water plants", "Mark task 2 as complete"]
     );
+
+    // The chat API lists the most recently active first, whichever door.
+    let first = thread_first.strip_prefix("thr_").unwrap().to_string();
+    let listed = rest_get(&server, "alice", "/conversations").await;
+    assert_eq!(listed[0]["id"], id);
+    kit.stream(
+        "threads.add_user_message",
+        json!({"thread_id": thread_first, "input": input("hello")}),
+    )
+    .await;
+    let listed = rest_get(&server, "alice", "/conversations").await;
+    assert_eq!(listed[0]["id"].to_string(), first);
 }
 
 #[tokio::test]

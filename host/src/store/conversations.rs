@@ -132,14 +132,13 @@ impl Store {
         decode_all(&rows, conversation)
     }
 
-    /// Appends a message and marks the conversation active.
+    /// Appends a message; a trigger marks the conversation active (see
+    /// `migrations/*/0003_touch_conversation.sql`).
     pub async fn append_message(
         &self,
         conversation_id: i64,
         new: NewMessage,
     ) -> Result<StoredMessage, StoreError> {
-        let at = now();
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
         let row = sqlx::query(concat!(
             "INSERT INTO messages (conversation_id, role, content, tool_calls, tool_call_id, \
              tool_name, is_error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
@@ -152,17 +151,10 @@ impl Store {
         .bind(&new.tool_call_id)
         .bind(&new.tool_name)
         .bind(i64::from(new.is_error))
-        .bind(&at)
-        .fetch_one(&mut *tx)
+        .bind(now())
+        .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(&at)
-            .bind(conversation_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         message(&row).map_err(db_error)
     }
 

@@ -1,0 +1,6 @@
+-- A new message marks its conversation active, in the same statement, so
+-- appending a message is one write instead of a transaction of two.
+CREATE TRIGGER messages_touch_conversation AFTER INSERT ON messages
+BEGIN
+    UPDATE conversations SET updated_at = NEW.created_at WHERE id = NEW.conversation_id;
+END;
