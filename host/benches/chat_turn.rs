@@ -23,11 +23,7 @@ const WARMUP: Duration = Duration::from_secs(3);
 const MEASURE: Duration = Duration::from_secs(10);
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(bench());
+    support::block_on(bench());
 }
 
 async fn bench() {
@@ -177,8 +173,5 @@ async fn start_mock(nanos: Arc<AtomicU64>, calls: Arc<AtomicU64>) -> String {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(answer))
         .with_state((nanos, calls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/v1")
+    support::serve_mock(app).await
 }

@@ -29,11 +29,7 @@ const CHUNK_GAP: Duration = Duration::from_millis(5);
 type Sent = Arc<Mutex<Vec<Instant>>>;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(bench());
+    support::block_on(bench());
 }
 
 async fn bench() {
@@ -210,8 +206,5 @@ async fn start_mock(sent: Sent) -> String {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
         .with_state(sent);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}/v1")
+    support::serve_mock(app).await
 }

@@ -18,11 +18,7 @@ const WARMUP: usize = 200;
 const CALLS: usize = 3_000;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
+    support::block_on(async {
         let server = Server::start(&[]).await;
         let transport = StreamableHttpClientTransport::from_config(
             StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.base))

@@ -20,11 +20,7 @@ const BASELINE: Duration = Duration::from_secs(5);
 const SWAPS: usize = 30;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(bench());
+    support::block_on(bench());
 }
 
 async fn bench() {

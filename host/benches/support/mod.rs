@@ -119,3 +119,23 @@ impl Drop for Server {
 pub fn quantile(samples: &[Duration], q: f64) -> Duration {
     samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
 }
+
+/// Runs a benchmark's async body on a multi-threaded runtime.
+#[allow(dead_code, reason = "not every benchmark is one async body")]
+pub fn block_on<F: std::future::Future>(bench: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench)
+}
+
+/// Serves a mock provider `app` on a free loopback port; its OpenAI-style
+/// base URL (`http://…/v1`).
+#[allow(dead_code, reason = "not every benchmark mocks a provider")]
+pub async fn serve_mock(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}/v1")
+}

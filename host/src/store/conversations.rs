@@ -337,22 +337,25 @@ impl Store {
         decode_all(&rows, message)
     }
 
-    /// The tool results stored after message `after` up to the next message
-    /// that is not a tool result: the answers to that message's tool calls.
+    /// The tool results stored after message `first` up to the first
+    /// message after `last` that is not a tool result: the answers to the
+    /// tool calls of the messages from `first` to `last`, in one read.
     pub async fn tool_results(
         &self,
         conversation_id: i64,
-        after: i64,
+        first: i64,
+        last: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
             " FROM messages WHERE conversation_id = $1 AND role = 'tool' AND id > $2 \
              AND id < COALESCE((SELECT MIN(id) FROM messages \
-             WHERE conversation_id = $1 AND id > $2 AND role <> 'tool'), $3) ORDER BY id"
+             WHERE conversation_id = $1 AND id > $3 AND role <> 'tool'), $4) ORDER BY id"
         ))
         .bind(conversation_id)
-        .bind(after)
+        .bind(first)
+        .bind(last)
         .bind(i64::MAX)
         .fetch_all(&self.pool)
         .await

@@ -163,15 +163,16 @@ pub fn workflow(
     }
 }
 
-/// The items a stored message shows, in ascending order.
-async fn items_of(
-    store: &Store,
-    conversation_id: i64,
+/// The items a stored message shows, in ascending order. Its tool results
+/// are those of `results` between it and `next`, the next message shown.
+fn items_of(
     message: &StoredMessage,
+    next: i64,
+    results: &[StoredMessage],
     thread_id: &str,
-) -> Result<Vec<ThreadItem>, StoreError> {
+) -> Vec<ThreadItem> {
     if message.role == "user" {
-        return Ok(vec![user_message(message, thread_id)]);
+        return vec![user_message(message, thread_id)];
     }
     let calls: Vec<Value> = message
         .tool_calls
@@ -188,7 +189,10 @@ async fn items_of(
         ));
     }
     if !calls.is_empty() {
-        let results = store.tool_results(conversation_id, message.id).await?;
+        let results: Vec<&StoredMessage> = results
+            .iter()
+            .filter(|r| r.id > message.id && r.id < next)
+            .collect();
         let records: Vec<ToolCallRecord> = calls
             .iter()
             .map(|call| {
@@ -217,7 +221,7 @@ async fn items_of(
             &records,
         ));
     }
-    Ok(items)
+    items
 }
 
 /// A page of a conversation's items after item `after` (exclusive).
@@ -238,9 +242,25 @@ pub async fn page(
     let rows = store
         .visible_messages(conversation_id, from, fetch, order)
         .await?;
+    // The tool results of every workflow on the page, in one read.
+    let calling = || {
+        rows.iter()
+            .filter(|row| row.tool_calls.is_some())
+            .map(|row| row.id)
+    };
+    let results = match (calling().min(), calling().max()) {
+        (Some(first), Some(last)) => store.tool_results(conversation_id, first, last).await?,
+        _ => Vec::new(),
+    };
     let mut items = Vec::new();
     for row in &rows {
-        let mut shown = items_of(store, conversation_id, row, &thread_id).await?;
+        let next = rows
+            .iter()
+            .map(|other| other.id)
+            .filter(|&id| id > row.id)
+            .min()
+            .unwrap_or(i64::MAX);
+        let mut shown = items_of(row, next, &results, &thread_id);
         if order == Order::Desc {
             shown.reverse();
         }
