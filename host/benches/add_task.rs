@@ -1,81 +1,95 @@
-//! Benchmark: `add_task` through the host (registry lookup, fresh instance,
-//! the tool's `tasks.add` capability call, the insert) against the same
-//! insert made directly from Rust (`TaskRepository::add`), in one run, on a
-//! fresh SQLite file each. Sequential and with 8 concurrent callers.
+//! Benchmark: `add_task` through the host (registry lookup, a fresh
+//! instance, the tool's `tasks.add` capability call, the insert) against the
+//! same insert made directly from Rust (`TaskRepository::add`), on one
+//! SQLite file. Sequential and with 8 concurrent callers.
+//!
+//! The two paths alternate in short batches and each round's ratio is taken
+//! against the batch just before it, so the machine's drift (these machines
+//! are shared) cancels out; the table shows medians over the rounds.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use wasmgate::plugins::AllocatorChoice;
+use wasmgate::plugins::{AllocatorChoice, Registry, Runtime};
 use wasmgate::store::Store;
 use wasmgate::tasks::{NewTask, TaskRepository};
 
 mod support;
 
-const CALLS: usize = 4_000;
-const ROUNDS: usize = 3;
+const BATCH: usize = 1_000;
+const ROUNDS: usize = 15;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
-        println!("add_task: component path vs direct insert, SQLite, {CALLS} calls, median of {ROUNDS} rounds\n");
+    support::block_on(async {
+        println!(
+            "add_task: component path vs direct insert, SQLite, {ROUNDS} rounds of {BATCH} calls each way\n"
+        );
         println!("| callers | direct calls/s | component calls/s | direct / component |");
         println!("|---|---|---|---|");
         for callers in [1, 8] {
-            let mut direct = Vec::new();
-            let mut component = Vec::new();
-            for _ in 0..ROUNDS {
-                direct.push(run(callers, false).await);
-                component.push(run(callers, true).await);
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::connect(&format!(
+                "sqlite://{}",
+                dir.path().join("bench.db").display()
+            ))
+            .await
+            .unwrap();
+            let (runtime, registry) = support::runtime(
+                AllocatorChoice::Auto,
+                "plugins",
+                Some(Arc::new(store.clone())),
+            )
+            .await;
+            let (mut direct, mut component, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            // One unmeasured round warms both paths up.
+            for round in 0..=ROUNDS {
+                let d = run(callers, &store, None).await;
+                let c = run(callers, &store, Some((&runtime, &registry))).await;
+                if round > 0 {
+                    direct.push(d);
+                    component.push(c);
+                    ratios.push(d / c);
+                }
             }
-            let (direct, component) = (median(direct), median(component));
-            println!("| {callers} | {direct:.0} | {component:.0} | {:.2} |", direct / component);
+            println!(
+                "| {callers} | {:.0} | {:.0} | {:.2} |",
+                median(direct),
+                median(component),
+                median(ratios)
+            );
         }
     });
 }
 
-/// Calls per second for `CALLS` adds split over `callers` tasks.
-async fn run(callers: usize, through_component: bool) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .await
-    .unwrap();
-    let (runtime, registry) = support::runtime(
-        AllocatorChoice::Auto,
-        "plugins",
-        Some(Arc::new(store.clone())),
-    )
-    .await;
-
+/// Calls per second for `BATCH` adds split over `callers` tasks, through the
+/// component when `through` is given, else directly.
+async fn run(callers: usize, store: &Store, through: Option<(&Arc<Runtime>, &Arc<Registry>)>) -> f64 {
     let started = Instant::now();
     let workers: Vec<_> = (0..callers)
         .map(|worker| {
-            let (runtime, registry, store) = (runtime.clone(), registry.clone(), store.clone());
+            let store = store.clone();
+            let through = through.map(|(runtime, registry)| (runtime.clone(), registry.clone()));
             tokio::spawn(async move {
-                for n in 0..CALLS / callers {
+                for n in 0..BATCH / callers {
                     let title = format!("task {worker}-{n}");
-                    if through_component {
-                        let snapshot = registry.snapshot();
-                        let (plugin, _) = snapshot.tool("add_task").expect("add_task is loaded");
-                        let args = json!({ "title": title }).to_string();
-                        runtime
-                            .call_tool(plugin, "bench", "add_task", &args)
-                            .await
-                            .unwrap();
-                    } else {
-                        let new = NewTask {
-                            title,
-                            description: None,
-                        };
-                        store.add("bench", new).await.unwrap();
+                    match &through {
+                        Some((runtime, registry)) => {
+                            let snapshot = registry.snapshot();
+                            let (plugin, _) = snapshot.tool("add_task").expect("add_task is loaded");
+                            let args = json!({ "title": title }).to_string();
+                            runtime
+                                .call_tool(plugin, "bench", "add_task", &args)
+                                .await
+                                .unwrap();
+                        }
+                        None => {
+                            let new = NewTask {
+                                title,
+                                description: None,
+                            };
+                            store.add("bench", new).await.unwrap();
+                        }
                     }
                 }
             })
@@ -84,7 +98,7 @@ async fn run(callers: usize, through_component: bool) -> f64 {
     for worker in workers {
         worker.await.unwrap();
     }
-    CALLS as f64 / started.elapsed().as_secs_f64()
+    BATCH as f64 / started.elapsed().as_secs_f64()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -59,9 +59,9 @@ async fn attack(tool: &str) -> (CallError, Duration, usize) {
 async fn an_endless_loop_meets_its_deadline() {
     let (error, took, served) = attack("spin").await;
     assert!(matches!(error, CallError::Deadline { .. }), "{error:?}");
-    assert!(error.to_string().contains("1000 ms deadline"), "{error}");
-    // The manifest gives 1000 ms; allow for a loaded machine, not for a hang.
-    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+    assert!(error.to_string().contains("3000 ms deadline"), "{error}");
+    // The manifest gives 3000 ms; allow for a loaded machine, not for a hang.
+    assert!(took < Duration::from_secs(6), "stopped after {took:?}");
     assert!(served > 0, "echo served nothing while spin ran");
 }
 

@@ -1,32 +1,41 @@
 //! Calling into a plugin under its limits.
 //!
 //! A [`Session`] is one fresh [`Store`] (so one fresh instance) holding one
-//! of the plugin's concurrency permits. Every entry into the guest through
-//! [`Session::run`] gets its own deadline, enforced twice: by epoch
-//! interruption while the guest computes (it also yields to the executor at
-//! every tick, so a spinning guest never starves other tasks) and by a tokio
-//! timeout while it waits in an async host call, where epochs do not fire.
-//! Tool calls use a session for one entry; a provider's stream decoder keeps
-//! its session for the whole stream.
+//! of the plugin's concurrency permits; [`Instances::take`] hands them out.
+//! Every entry into the guest through [`Session::run`] gets its own
+//! deadline, enforced twice: by epoch interruption while the guest computes
+//! (it also yields to the executor at every tick, so a spinning guest never
+//! starves other tasks) and by a tokio timeout while it waits in an async
+//! host call, where epochs do not fire. Tool calls use a session for one
+//! entry; a provider's stream decoder keeps its session for the whole
+//! stream.
+//!
+//! [`Instances::take`]: super::instances::Instances::take
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::ToolError;
+use super::bindings::tool::TaskToolPre;
 use super::error::CallError;
 use super::host::tasks::TasksHost;
-use super::runtime::{Plugin, PluginPre, Runtime};
+use super::instances::{Instances, Retire};
+use super::manifest::Limits;
+use super::runtime::{Plugin, PluginInstances, Runtime};
 use super::state::CallState;
 
-/// One store of one plugin, with its permit and limits.
+/// One store of one plugin, with its permit. When the session ends its
+/// store goes back to the plugin's [`Retire`] to be dropped off the
+/// caller's path.
 pub(super) struct Session {
-    pub(super) store: Store<CallState>,
+    /// Always `Some` until dropped.
+    store: Option<Store<CallState>>,
     plugin: Arc<str>,
-    timeout: Duration,
-    memory_mib: u32,
+    limits: Limits,
+    owner: Arc<dyn Retire>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -40,7 +49,7 @@ impl Runtime {
         tool: &str,
         arguments: &str,
     ) -> Result<serde_json::Value, CallError> {
-        let PluginPre::Tool(pre) = &plugin.pre else {
+        let PluginInstances::Tool(instances) = &plugin.instances else {
             return Err(CallError::UnknownTool(tool.to_string()));
         };
         // The contract promises tools a JSON object; hold callers to it here
@@ -51,7 +60,8 @@ impl Runtime {
             )));
         }
         let started = Instant::now();
-        let result = self.run_tool(plugin, pre, user, tool, arguments).await;
+        let tasks = TasksHost::new(user.to_string(), self.tasks.clone());
+        let result = run_tool(plugin, instances, tasks, tool, arguments).await;
         let timeout = matches!(result, Err(CallError::Deadline { .. }));
         // A tool-reported error is the tool working; count only failures of
         // the plugin itself.
@@ -59,63 +69,31 @@ impl Runtime {
         plugin.stats.record(started.elapsed(), failed, timeout);
         result
     }
+}
 
-    async fn run_tool(
-        &self,
-        plugin: &Plugin,
-        pre: &super::bindings::tool::TaskToolPre<CallState>,
-        user: &str,
-        tool: &str,
-        arguments: &str,
-    ) -> Result<serde_json::Value, CallError> {
-        let tasks = TasksHost::new(user.to_string(), self.tasks.clone());
-        let mut session = self.session(plugin, tasks).await?;
-        let (tool, arguments) = (tool.to_string(), arguments.to_string());
-        let output = session
-            .run(async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .wasmgate_plugin_tool()
-                    .call_call(&mut *store, &tool, &arguments)
-                    .await
-            })
-            .await?
-            .map_err(CallError::Tool)?;
-        check_output(plugin, output.len())?;
-        serde_json::from_str(&output).map_err(|err| CallError::InvalidOutput {
-            plugin: plugin.name().to_string(),
-            message: err.to_string(),
+async fn run_tool(
+    plugin: &Plugin,
+    instances: &Instances<TaskToolPre<CallState>>,
+    tasks: TasksHost,
+    tool: &str,
+    arguments: &str,
+) -> Result<serde_json::Value, CallError> {
+    let (mut session, instance) = instances.take(tasks).await?;
+    let (tool, arguments) = (tool.to_string(), arguments.to_string());
+    let output = session
+        .run(async |store| {
+            instance
+                .wasmgate_plugin_tool()
+                .call_call(store, &tool, &arguments)
+                .await
         })
-    }
-
-    /// A fresh store for `plugin`, once one of its concurrency slots is free
-    /// (waiting at most the plugin's timeout).
-    pub(super) async fn session(
-        &self,
-        plugin: &Plugin,
-        tasks: TasksHost,
-    ) -> Result<Session, CallError> {
-        let timeout = plugin.manifest.limits.timeout();
-        let permit =
-            match tokio::time::timeout(timeout, plugin.permits.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    return Err(CallError::Busy {
-                        plugin: plugin.name().to_string(),
-                    });
-                }
-            };
-        let state = CallState::new(&plugin.name, &plugin.manifest.limits, tasks);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        Ok(Session {
-            store,
-            plugin: plugin.name.clone(),
-            timeout,
-            memory_mib: plugin.manifest.limits.memory_mib,
-            _permit: permit,
-        })
-    }
+        .await?
+        .map_err(CallError::Tool)?;
+    check_output(plugin, output.len())?;
+    serde_json::from_str(&output).map_err(|err| CallError::InvalidOutput {
+        plugin: plugin.name().to_string(),
+        message: err.to_string(),
+    })
 }
 
 /// A result larger than the manifest allows is refused. (The host already
@@ -133,49 +111,86 @@ pub(super) fn check_output(plugin: &Plugin, size: usize) -> Result<(), CallError
 }
 
 impl Session {
+    pub(super) fn new(
+        store: Store<CallState>,
+        plugin: &Arc<str>,
+        limits: &Limits,
+        permit: OwnedSemaphorePermit,
+        owner: Arc<dyn Retire>,
+    ) -> Self {
+        Session {
+            store: Some(store),
+            plugin: plugin.clone(),
+            limits: limits.clone(),
+            owner,
+            _permit: permit,
+        }
+    }
+
     /// Runs `body` (one entry into the guest) within the plugin's time
     /// limit, and turns whatever stopped the guest into a [`CallError`].
     pub(super) async fn run<R>(
         &mut self,
         body: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let deadline = Instant::now() + self.timeout;
-        self.store.set_epoch_deadline(1);
-        self.store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
+        let store = self.store.as_mut().expect("a live session has its store");
+        run_guest(store, &self.plugin, &self.limits, body).await
+    }
+}
 
-        let outcome = tokio::time::timeout(self.timeout, body(&mut self.store)).await;
-        let plugin = self.plugin.to_string();
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Err(_elapsed) => Err(CallError::Deadline {
-                plugin,
-                limit: self.timeout,
-            }),
-            Ok(Err(err)) => {
-                if self.store.data().limiter.memory_exceeded {
-                    Err(CallError::MemoryLimit {
-                        plugin,
-                        mib: self.memory_mib,
-                    })
-                } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    Err(CallError::Deadline {
-                        plugin,
-                        limit: self.timeout,
-                    })
-                } else {
-                    tracing::warn!(plugin, error = ?err, "plugin trapped");
-                    let message = match err.downcast_ref::<Trap>() {
-                        Some(trap) => trap.to_string(),
-                        None => err.root_cause().to_string(),
-                    };
-                    Err(CallError::Trap { plugin, message })
-                }
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            self.owner.clone().retire(store);
+        }
+    }
+}
+
+/// Runs `body` in `store` within `limits`' time limit, and turns whatever
+/// stopped the guest into a [`CallError`].
+pub(super) async fn run_guest<R>(
+    store: &mut Store<CallState>,
+    plugin: &str,
+    limits: &Limits,
+    body: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+) -> Result<R, CallError> {
+    let timeout = limits.timeout();
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+
+    let outcome = tokio::time::timeout(timeout, body(&mut *store)).await;
+    let plugin = plugin.to_string();
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Err(_elapsed) => Err(CallError::Deadline {
+            plugin,
+            limit: timeout,
+        }),
+        Ok(Err(err)) => {
+            if store.data().limiter.memory_exceeded {
+                Err(CallError::MemoryLimit {
+                    plugin,
+                    mib: limits.memory_mib,
+                })
+            } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                Err(CallError::Deadline {
+                    plugin,
+                    limit: timeout,
+                })
+            } else {
+                tracing::warn!(plugin, error = ?err, "plugin trapped");
+                let message = match err.downcast_ref::<Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => err.root_cause().to_string(),
+                };
+                Err(CallError::Trap { plugin, message })
             }
         }
     }

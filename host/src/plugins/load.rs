@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 
 use super::bindings::{self, LOG_IMPORT, PROVIDER_EXPORT, TASKS_IMPORT, TOOL_EXPORT, TYPES_IMPORT};
 use super::error::LoadError;
 use super::host::tasks::TasksHost;
+use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
-use super::runtime::{Plugin, PluginPre, Runtime, ToolSpec};
+use super::runtime::{Plugin, PluginInstances, Runtime, ToolSpec};
 use super::state::CallState;
 
 /// What a component is, read from its type alone.
@@ -78,18 +78,25 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|err| LoadError::Link(format!("{err:#}")))?;
         let link_error = |err: wasmtime::Error| LoadError::Link(format!("{err:#}"));
-        let pre = match manifest.kind {
-            PluginKind::Tool => {
-                PluginPre::Tool(bindings::tool::TaskToolPre::new(instance_pre).map_err(link_error)?)
-            }
-            PluginKind::Provider => PluginPre::Provider(
+        let name: Arc<str> = Arc::from(manifest.name.as_str());
+        let limits = &manifest.limits;
+        let instances = match manifest.kind {
+            PluginKind::Tool => PluginInstances::Tool(Instances::new(
+                bindings::tool::TaskToolPre::new(instance_pre).map_err(link_error)?,
+                &self.engine,
+                name.clone(),
+                limits,
+            )),
+            PluginKind::Provider => PluginInstances::Provider(Instances::new(
                 bindings::provider::ProviderPluginPre::new(instance_pre).map_err(link_error)?,
-            ),
+                &self.engine,
+                name.clone(),
+                limits,
+            )),
         };
 
         let mut plugin = Plugin {
-            name: Arc::from(manifest.name.as_str()),
-            permits: Arc::new(Semaphore::new(manifest.limits.max_concurrency as usize)),
+            name,
             manifest,
             sha256,
             tools: Vec::new(),
@@ -97,10 +104,10 @@ impl Runtime {
             origin: None,
             source: String::new(),
             stats: Default::default(),
-            pre,
+            instances,
         };
-        if let PluginPre::Tool(pre) = &plugin.pre {
-            plugin.tools = self.list_tools(&plugin, pre).await?;
+        if let PluginInstances::Tool(instances) = &plugin.instances {
+            plugin.tools = self.list_tools(instances).await?;
         }
         Ok(plugin)
     }
@@ -163,23 +170,17 @@ impl Runtime {
 
     async fn list_tools(
         &self,
-        plugin: &Plugin,
-        pre: &bindings::tool::TaskToolPre<CallState>,
+        instances: &Instances<bindings::tool::TaskToolPre<CallState>>,
     ) -> Result<Vec<ToolSpec>, LoadError> {
         // list-tools runs for nobody: the tasks capability has no user.
         let tasks = TasksHost::new(String::new(), None);
-        let mut session = self
-            .session(plugin, tasks)
-            .await
-            .map_err(|err| LoadError::ListTools(err.to_string()))?;
-        let specs = session
-            .run(async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .wasmgate_plugin_tool()
-                    .call_list_tools(&mut *store)
-                    .await
-            })
+        let list = async {
+            let (mut session, instance) = instances.take(tasks).await?;
+            session
+                .run(async |store| instance.wasmgate_plugin_tool().call_list_tools(store).await)
+                .await
+        };
+        let specs = list
             .await
             .map_err(|err| LoadError::ListTools(err.to_string()))?;
 

@@ -101,7 +101,7 @@ pub enum Capability {
 pub struct Limits {
     /// Linear memory per instance, in MiB.
     pub memory_mib: u32,
-    /// Wall-clock time per call, instantiation included, in milliseconds. A
+    /// Wall-clock time per call (and per instantiation), in milliseconds. A
     /// call waiting for a concurrency slot waits at most this long too.
     pub timeout_ms: u64,
     /// Instances of this plugin running at once; further calls wait for a

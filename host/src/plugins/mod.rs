@@ -11,6 +11,7 @@ mod call;
 pub mod engine;
 mod error;
 mod host;
+mod instances;
 mod load;
 pub mod manifest;
 pub mod provider;

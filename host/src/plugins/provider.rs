@@ -16,7 +16,7 @@ use super::bindings::tool::exports::wasmgate::plugin::tool::ToolSpec as WitToolS
 use super::call::{Session, check_output};
 use super::error::CallError;
 use super::host::tasks::TasksHost;
-use super::runtime::{Plugin, PluginPre, Runtime, ToolSpec};
+use super::runtime::{Plugin, PluginInstances, Runtime, ToolSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -163,19 +163,13 @@ impl Runtime {
         &self,
         plugin: &Plugin,
     ) -> Result<(Session, ProviderPlugin), CallError> {
-        let PluginPre::Provider(pre) = &plugin.pre else {
+        let PluginInstances::Provider(instances) = &plugin.instances else {
             return Err(CallError::Provider(format!(
                 "{} is not a provider",
                 plugin.name()
             )));
         };
-        let mut session = self
-            .session(plugin, TasksHost::new(String::new(), None))
-            .await?;
-        let instance = session
-            .run(async |store| pre.instantiate_async(&mut *store).await)
-            .await?;
-        Ok((session, instance))
+        instances.take(TasksHost::new(String::new(), None)).await
     }
 }
 

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings;
 use super::cache::ComponentCache;
 use super::engine::{self, Allocator, AllocatorChoice};
+use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
 use super::state::CallState;
 use super::stats::PluginStats;
@@ -51,9 +51,7 @@ pub struct Plugin {
     /// Call figures of this version, for the admin API and `/metrics`.
     pub stats: PluginStats,
     pub(super) name: Arc<str>,
-    pub(super) pre: PluginPre,
-    /// One permit per instance allowed to run at once.
-    pub(super) permits: Arc<Semaphore>,
+    pub(super) instances: PluginInstances,
 }
 
 /// A tool as offered to the model and MCP clients.
@@ -65,11 +63,12 @@ pub struct ToolSpec {
     pub input_schema: serde_json::Value,
 }
 
-/// The pre-instantiated component: imports resolved and type-checked once,
-/// so a call only has to allocate and initialise an instance.
-pub(super) enum PluginPre {
-    Tool(bindings::tool::TaskToolPre<CallState>),
-    Provider(bindings::provider::ProviderPluginPre<CallState>),
+/// The pre-instantiated component (imports resolved and type-checked once,
+/// so a call only has to allocate and initialise an instance) and its
+/// instances.
+pub(super) enum PluginInstances {
+    Tool(Instances<bindings::tool::TaskToolPre<CallState>>),
+    Provider(Instances<bindings::provider::ProviderPluginPre<CallState>>),
 }
 
 impl Plugin {

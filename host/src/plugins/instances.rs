@@ -1,0 +1,198 @@
+//! A plugin's instances: how many may run at once, the one kept ready for
+//! the next call, and the finished ones waiting to be torn down.
+//!
+//! Making an instance (a pool slot, the imports wired in, the guest's own
+//! start-up) and tearing one down (resetting its memory for reuse) are most
+//! of what a short call costs beyond its own work. So each plugin keeps one
+//! fresh instance ready: a call takes it and wakes a background task that
+//! makes the next one and drops the stores of finished calls, while the call
+//! itself runs (a tool typically waits on the database meanwhile). Every
+//! instance still serves exactly one call, and its store is dropped after
+//! it: nothing one call leaves behind reaches another.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, Store};
+
+use super::bindings::provider::{ProviderPlugin, ProviderPluginPre};
+use super::bindings::tool::{TaskTool, TaskToolPre};
+use super::call::{Session, run_guest};
+use super::error::CallError;
+use super::host::tasks::TasksHost;
+use super::manifest::Limits;
+use super::state::CallState;
+
+/// A pre-instantiated component of either world.
+pub(super) trait Instantiate: Send + Sync + 'static {
+    type Instance: Send + 'static;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<CallState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a;
+}
+
+impl Instantiate for TaskToolPre<CallState> {
+    type Instance = TaskTool;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<CallState>,
+    ) -> impl Future<Output = wasmtime::Result<TaskTool>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+impl Instantiate for ProviderPluginPre<CallState> {
+    type Instance = ProviderPlugin;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<CallState>,
+    ) -> impl Future<Output = wasmtime::Result<ProviderPlugin>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+/// Where a [`Session`] hands its store when the call is over.
+pub(super) trait Retire: Send + Sync {
+    fn retire(self: Arc<Self>, store: Store<CallState>);
+}
+
+pub(super) struct Instances<P: Instantiate> {
+    shared: Arc<Shared<P>>,
+}
+
+struct Shared<P: Instantiate> {
+    pre: P,
+    engine: Engine,
+    plugin: Arc<str>,
+    limits: Limits,
+    /// One permit per instance allowed to run at once.
+    permits: Arc<Semaphore>,
+    ready: Mutex<Option<(Store<CallState>, P::Instance)>>,
+    retired: Mutex<Vec<Store<CallState>>>,
+    /// Whether the background task is running (at most one per plugin).
+    working: AtomicBool,
+}
+
+impl<P: Instantiate> Instances<P> {
+    pub(super) fn new(pre: P, engine: &Engine, plugin: Arc<str>, limits: &Limits) -> Self {
+        Instances {
+            shared: Arc::new(Shared {
+                pre,
+                engine: engine.clone(),
+                plugin,
+                permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+                limits: limits.clone(),
+                ready: Mutex::new(None),
+                retired: Mutex::new(Vec::new()),
+                working: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A fresh instance for one call acting through `tasks`, once one of the
+    /// plugin's concurrency slots is free (waiting at most its timeout).
+    pub(super) async fn take(&self, tasks: TasksHost) -> Result<(Session, P::Instance), CallError> {
+        let shared = &self.shared;
+        let timeout = shared.limits.timeout();
+        let permit =
+            match tokio::time::timeout(timeout, shared.permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    return Err(CallError::Busy {
+                        plugin: shared.plugin.to_string(),
+                    });
+                }
+            };
+        let ready = lock(&shared.ready).take();
+        shared.wake();
+        let owner: Arc<dyn Retire> = shared.clone();
+        match ready {
+            Some((mut store, instance)) => {
+                store.data_mut().tasks = tasks;
+                let session = Session::new(store, &shared.plugin, &shared.limits, permit, owner);
+                Ok((session, instance))
+            }
+            None => {
+                let store = shared.new_store(tasks);
+                let mut session =
+                    Session::new(store, &shared.plugin, &shared.limits, permit, owner);
+                let instance = session
+                    .run(async |store| shared.pre.instantiate(store).await)
+                    .await?;
+                Ok((session, instance))
+            }
+        }
+    }
+}
+
+impl<P: Instantiate> Shared<P> {
+    fn new_store(&self, tasks: TasksHost) -> Store<CallState> {
+        let state = CallState::new(&self.plugin, &self.limits, tasks);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+    }
+
+    /// Starts the background task unless it is running already (or there is
+    /// no runtime to run it on, as while the process shuts down).
+    fn wake(self: &Arc<Self>) {
+        if self.working.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(self.clone().work());
+            }
+            Err(_) => self.working.store(false, Ordering::Release),
+        }
+    }
+
+    /// Drops retired stores and makes the ready instance, until nothing is
+    /// left to do. A failed instantiation is not retried here: the next call
+    /// instantiates inline and reports the failure.
+    async fn work(self: Arc<Self>) {
+        let mut failed = false;
+        loop {
+            drop(std::mem::take(&mut *lock(&self.retired)));
+            if !failed && lock(&self.ready).is_none() {
+                let mut store = self.new_store(TasksHost::new(String::new(), None));
+                let made = run_guest(&mut store, &self.plugin, &self.limits, async |store| {
+                    self.pre.instantiate(store).await
+                })
+                .await;
+                match made {
+                    Ok(instance) => *lock(&self.ready) = Some((store, instance)),
+                    Err(err) => {
+                        failed = true;
+                        tracing::debug!(plugin = %self.plugin, error = %err, "could not prepare an instance");
+                    }
+                }
+            }
+            self.working.store(false, Ordering::Release);
+            let pending =
+                !lock(&self.retired).is_empty() || (!failed && lock(&self.ready).is_none());
+            if !pending || self.working.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+}
+
+impl<P: Instantiate> Retire for Shared<P> {
+    fn retire(self: Arc<Self>, store: Store<CallState>) {
+        lock(&self.retired).push(store);
+        self.wake();
+    }
+}
+
+/// The data behind these locks stays consistent even if a holder panicked
+/// (every critical section is a single take or push).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
