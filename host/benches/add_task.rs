@@ -64,7 +64,11 @@ fn main() {
 
 /// Calls per second for `BATCH` adds split over `callers` tasks, through the
 /// component when `through` is given, else directly.
-async fn run(callers: usize, store: &Store, through: Option<(&Arc<Runtime>, &Arc<Registry>)>) -> f64 {
+async fn run(
+    callers: usize,
+    store: &Store,
+    through: Option<(&Arc<Runtime>, &Arc<Registry>)>,
+) -> f64 {
     let started = Instant::now();
     let workers: Vec<_> = (0..callers)
         .map(|worker| {
@@ -76,7 +80,8 @@ async fn run(callers: usize, store: &Store, through: Option<(&Arc<Runtime>, &Arc
                     match &through {
                         Some((runtime, registry)) => {
                             let snapshot = registry.snapshot();
-                            let (plugin, _) = snapshot.tool("add_task").expect("add_task is loaded");
+                            let (plugin, _) =
+                                snapshot.tool("add_task").expect("add_task is loaded");
                             let args = json!({ "title": title }).to_string();
                             runtime
                                 .call_tool(plugin, "bench", "add_task", &args)
