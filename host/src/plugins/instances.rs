@@ -198,11 +198,12 @@ impl<P: Instantiate> Shared<P> {
 
 impl<P: Instantiate> Retire for Shared<P> {
     fn retire(self: Arc<Self>, store: Store<CallState>) {
-        if !self.alone() {
-            return drop(store);
+        if self.alone() {
+            lock(&self.retired).push(store);
+            self.wake();
+        } else {
+            drop(store);
         }
-        lock(&self.retired).push(store);
-        self.wake();
     }
 }
 
