@@ -127,6 +127,35 @@ async fn a_plugin_serves_again_after_each_attack() {
     }
 }
 
+/// Instances are made ahead of calls and handed out by the host; whichever
+/// way a call gets one (made ahead, made inline, one at a time or many at
+/// once), nothing an earlier call left in it is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_what_an_earlier_call_left_behind() {
+    let runtime = Arc::new(support::runtime());
+    let hostile = load(&runtime, &test_plugins_dir(), "hostile").await;
+    let remember = |user: &'static str, n: usize| {
+        let (runtime, hostile) = (runtime.clone(), hostile.clone());
+        async move {
+            let args = json!({ "user": user, "n": n }).to_string();
+            let answer = runtime
+                .call_tool(&hostile, user, "remember", &args)
+                .await
+                .unwrap();
+            assert_eq!(answer, json!({ "previous": null }), "{user} call {n}");
+        }
+    };
+    for n in 0..20 {
+        remember(if n % 2 == 0 { "alice" } else { "mallory" }, n).await;
+    }
+    let concurrent: Vec<_> = (0..40)
+        .map(|n| tokio::spawn(remember(if n % 2 == 0 { "alice" } else { "mallory" }, n)))
+        .collect();
+    for call in concurrent {
+        call.await.expect("no call saw another's arguments");
+    }
+}
+
 #[tokio::test]
 async fn tool_errors_and_unknown_tools_are_reported() {
     let runtime = support::runtime();

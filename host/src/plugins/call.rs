@@ -22,20 +22,23 @@ use super::bindings::ToolError;
 use super::bindings::tool::TaskToolPre;
 use super::error::CallError;
 use super::host::tasks::TasksHost;
-use super::instances::{Instances, Retire};
+use super::instances::{Instances, Upkeep};
 use super::manifest::Limits;
 use super::runtime::{Plugin, PluginInstances, Runtime};
 use super::state::CallState;
 
-/// One store of one plugin, with its permit. When the session ends its
-/// store goes back to the plugin's [`Retire`] to be dropped off the
-/// caller's path.
+/// One store of one plugin, with its permit. A call running alone starts
+/// the plugin's [`Upkeep`] when it first waits in a host call (so the
+/// hand-off, a thread wake-up, overlaps the wait), or else when it ends;
+/// either way its store goes back to be dropped off the caller's path.
 pub(super) struct Session {
     /// Always `Some` until dropped.
     store: Option<Store<CallState>>,
     plugin: Arc<str>,
     limits: Limits,
-    owner: Arc<dyn Retire>,
+    owner: Arc<dyn Upkeep>,
+    /// Whether this session has still to start the upkeep.
+    wake_owner: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -116,13 +119,15 @@ impl Session {
         plugin: &Arc<str>,
         limits: &Limits,
         permit: OwnedSemaphorePermit,
-        owner: Arc<dyn Retire>,
+        owner: Arc<dyn Upkeep>,
+        wake_owner: bool,
     ) -> Self {
         Session {
             store: Some(store),
             plugin: plugin.clone(),
             limits: limits.clone(),
             owner,
+            wake_owner,
             _permit: permit,
         }
     }
@@ -134,24 +139,32 @@ impl Session {
         body: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let store = self.store.as_mut().expect("a live session has its store");
-        run_guest(store, &self.plugin, &self.limits, body).await
+        let (owner, wake_owner) = (&self.owner, &mut self.wake_owner);
+        let on_wait = || {
+            if std::mem::take(wake_owner) {
+                owner.clone().wake();
+            }
+        };
+        run_guest(store, &self.plugin, &self.limits, on_wait, body).await
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         if let Some(store) = self.store.take() {
-            self.owner.clone().retire(store);
+            self.owner.clone().retire(store, self.wake_owner);
         }
     }
 }
 
 /// Runs `body` in `store` within `limits`' time limit, and turns whatever
-/// stopped the guest into a [`CallError`].
+/// stopped the guest into a [`CallError`]. `on_wait` runs when the guest
+/// first waits in an async host call (if it ever does).
 pub(super) async fn run_guest<R>(
     store: &mut Store<CallState>,
     plugin: &str,
     limits: &Limits,
+    on_wait: impl FnOnce(),
     body: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
     let timeout = limits.timeout();
@@ -165,7 +178,20 @@ pub(super) async fn run_guest<R>(
         })
     });
 
-    let outcome = tokio::time::timeout(timeout, body(&mut *store)).await;
+    let outcome = {
+        let mut body = std::pin::pin!(body(&mut *store));
+        let mut on_wait = Some(on_wait);
+        let guest = std::future::poll_fn(|cx| {
+            let poll = body.as_mut().poll(cx);
+            if poll.is_pending()
+                && let Some(on_wait) = on_wait.take()
+            {
+                on_wait();
+            }
+            poll
+        });
+        tokio::time::timeout(timeout, guest).await
+    };
     let plugin = plugin.to_string();
     match outcome {
         Ok(Ok(value)) => Ok(value),

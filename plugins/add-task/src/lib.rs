@@ -24,8 +24,7 @@ struct Added {
 
 impl Tool for AddTask {
     const NAME: &'static str = "add_task";
-    const DESCRIPTION: &'static str =
-        "Add a task to the user's task list. Use a short title in the user's words; put details in the description.";
+    const DESCRIPTION: &'static str = "Add a task to the user's task list. Use a short title in the user's words; put details in the description.";
     const INPUT_SCHEMA: &'static str = r#"{
         "type": "object",
         "properties": {

@@ -21,7 +21,8 @@ struct Deleted {
 
 impl Tool for DeleteTask {
     const NAME: &'static str = "delete_task";
-    const DESCRIPTION: &'static str = "Delete a task, by its id. To delete a task by name, list the tasks first to find its id.";
+    const DESCRIPTION: &'static str =
+        "Delete a task, by its id. To delete a task by name, list the tasks first to find its id.";
     const INPUT_SCHEMA: &'static str = r#"{
         "type": "object",
         "properties": {"task_id": {"type": "integer", "minimum": 1}},

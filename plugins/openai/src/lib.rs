@@ -27,7 +27,10 @@ impl Guest for OpenAi {
         }
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
-        body.insert("messages".into(), request.messages.iter().map(message_json).collect());
+        body.insert(
+            "messages".into(),
+            request.messages.iter().map(message_json).collect(),
+        );
         if !request.tools.is_empty() {
             let tools: Result<Vec<Value>, ProviderError> = request
                 .tools
@@ -94,7 +97,11 @@ fn message_json(message: &Message) -> Value {
         Role::Assistant => {
             let mut object = Map::new();
             object.insert("role".into(), json!("assistant"));
-            let content = if message.content.is_empty() { Value::Null } else { json!(message.content) };
+            let content = if message.content.is_empty() {
+                Value::Null
+            } else {
+                json!(message.content)
+            };
             object.insert("content".into(), content);
             if !message.tool_calls.is_empty() {
                 let calls = message
@@ -152,7 +159,10 @@ struct Assembly {
 impl GuestStreamDecoder for Decoder {
     fn new(status: u16) -> Self {
         Decoder {
-            state: RefCell::new(Assembly { status, ..Default::default() }),
+            state: RefCell::new(Assembly {
+                status,
+                ..Default::default()
+            }),
         }
     }
 
@@ -174,8 +184,9 @@ impl GuestStreamDecoder for Decoder {
             if data == "[DONE]" || data.is_empty() {
                 continue;
             }
-            let chunk: Value = serde_json::from_str(data)
-                .map_err(|err| ProviderError::BadResponse(format!("stream chunk is not JSON: {err}")))?;
+            let chunk: Value = serde_json::from_str(data).map_err(|err| {
+                ProviderError::BadResponse(format!("stream chunk is not JSON: {err}"))
+            })?;
             state.apply(&chunk, &mut events);
         }
         Ok(events)
@@ -214,7 +225,11 @@ impl Assembly {
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
             let index = call["index"].as_u64().unwrap_or(self.calls.len() as u64) as usize;
             while self.calls.len() <= index {
-                self.calls.push(ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
+                self.calls.push(ToolCall {
+                    id: String::new(),
+                    name: String::new(),
+                    arguments: String::new(),
+                });
             }
             let id = call["id"].as_str().map(str::to_string);
             let name = call["function"]["name"].as_str().map(str::to_string);

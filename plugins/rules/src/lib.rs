@@ -26,7 +26,9 @@ impl Guest for Rules {
     }
 
     fn parse_response(_: u16, _: Vec<u8>) -> Result<Completion, ProviderError> {
-        Err(ProviderError::Unsupported("the rules model never sends requests".into()))
+        Err(ProviderError::Unsupported(
+            "the rules model never sends requests".into(),
+        ))
     }
 }
 
@@ -39,11 +41,15 @@ impl GuestStreamDecoder for NoStream {
     }
 
     fn feed(&self, _: Vec<u8>) -> Result<Vec<StreamEvent>, ProviderError> {
-        Err(ProviderError::Unsupported("the rules model never streams".into()))
+        Err(ProviderError::Unsupported(
+            "the rules model never streams".into(),
+        ))
     }
 
     fn finish(&self) -> Result<Completion, ProviderError> {
-        Err(ProviderError::Unsupported("the rules model never streams".into()))
+        Err(ProviderError::Unsupported(
+            "the rules model never streams".into(),
+        ))
     }
 }
 
@@ -91,18 +97,35 @@ fn respond(request: &CompletionRequest) -> Completion {
     }
     match (&intent, last_call.name.as_str()) {
         // Looked the task up by name; now act on the match.
-        (Intent::Complete(Target::Named(words)) | Intent::Delete(Target::Named(words)), "list_tasks") => {
-            let tool = if matches!(intent, Intent::Delete(_)) { "delete_task" } else { "complete_task" };
+        (
+            Intent::Complete(Target::Named(words)) | Intent::Delete(Target::Named(words)),
+            "list_tasks",
+        ) => {
+            let tool = if matches!(intent, Intent::Delete(_)) {
+                "delete_task"
+            } else {
+                "complete_task"
+            };
             let tasks = last_outcome.value().as_array().cloned().unwrap_or_default();
             let matches: Vec<&Value> = tasks.iter().filter(|t| title_matches(t, words)).collect();
             match matches.as_slice() {
-                [] => say(&format!("I couldn't find a task matching \"{words}\". Say \"show me all my tasks\" to see them.")),
+                [] => say(&format!(
+                    "I couldn't find a task matching \"{words}\". Say \"show me all my tasks\" to see them."
+                )),
                 [task] if has(tool) => call(turn, tool, json!({ "task_id": task["id"] })),
-                [_] => say(&format!("I can't do that right now: the {tool} tool isn't available.")),
+                [_] => say(&format!(
+                    "I can't do that right now: the {tool} tool isn't available."
+                )),
                 several => {
                     let options: Vec<String> = several
                         .iter()
-                        .map(|t| format!("task {} \"{}\"", t["id"], t["title"].as_str().unwrap_or_default()))
+                        .map(|t| {
+                            format!(
+                                "task {} \"{}\"",
+                                t["id"],
+                                t["title"].as_str().unwrap_or_default()
+                            )
+                        })
                         .collect();
                     say(&format!(
                         "Several tasks match \"{words}\": {}. {WHICH_ONE} Tell me its number.",
@@ -126,11 +149,17 @@ fn first_step(intent: &Intent, has: &dyn Fn(&str) -> bool) -> Completion {
             ("list_tasks", json!({ "status": "all" }))
         }
         Intent::Update { id, title } => ("update_task", json!({ "task_id": id, "title": title })),
-        Intent::Greeting => return say("Hello! I can add, list, complete, update and delete your tasks. What would you like to do?"),
+        Intent::Greeting => {
+            return say(
+                "Hello! I can add, list, complete, update and delete your tasks. What would you like to do?",
+            );
+        }
         Intent::Unknown => return say(HELP),
     };
     if !has(tool) {
-        return say(&format!("I can't do that right now: the {tool} tool isn't available."));
+        return say(&format!(
+            "I can't do that right now: the {tool} tool isn't available."
+        ));
     }
     call(&[], tool, arguments)
 }
@@ -141,7 +170,10 @@ const HELP: &str = "I'm not sure what you mean. I can help with your tasks: \"Ad
 fn confirm(tool: &str, result: &Value, intent: &Intent) -> String {
     let title = result["title"].as_str().unwrap_or("the task");
     match tool {
-        "add_task" => format!("Added \"{title}\" to your tasks (task {}).", result["task_id"]),
+        "add_task" => format!(
+            "Added \"{title}\" to your tasks (task {}).",
+            result["task_id"]
+        ),
         "complete_task" => format!("Marked \"{title}\" as complete. Nice work!"),
         "delete_task" => format!("Deleted \"{title}\" from your tasks."),
         "update_task" => format!("Updated task {}: it's now \"{title}\".", result["task_id"]),
@@ -150,7 +182,10 @@ fn confirm(tool: &str, result: &Value, intent: &Intent) -> String {
                 Intent::List { status } => *status,
                 _ => "all",
             };
-            describe_list(result.as_array().map(Vec::as_slice).unwrap_or_default(), status)
+            describe_list(
+                result.as_array().map(Vec::as_slice).unwrap_or_default(),
+                status,
+            )
         }
         other => format!("Done: {other} finished."),
     }
@@ -175,8 +210,16 @@ fn describe_list(tasks: &[Value], status: &str) -> String {
     let lines: Vec<String> = tasks
         .iter()
         .map(|task| {
-            let mark = if task["completed"].as_bool() == Some(true) { "done" } else { "pending" };
-            format!("- {}. {} ({mark})", task["id"], task["title"].as_str().unwrap_or_default())
+            let mark = if task["completed"].as_bool() == Some(true) {
+                "done"
+            } else {
+                "pending"
+            };
+            format!(
+                "- {}. {} ({mark})",
+                task["id"],
+                task["title"].as_str().unwrap_or_default()
+            )
         })
         .collect();
     format!("{heading}\n{}", lines.join("\n"))
@@ -184,7 +227,9 @@ fn describe_list(tasks: &[Value], status: &str) -> String {
 
 fn explain_failure(message: &str) -> String {
     if message.contains("not found") {
-        format!("I couldn't find that task ({message}). Say \"show me all my tasks\" to see their numbers.")
+        format!(
+            "I couldn't find that task ({message}). Say \"show me all my tasks\" to see their numbers."
+        )
     } else {
         format!("Sorry, that didn't work: {message}")
     }
@@ -261,16 +306,24 @@ fn choice(text: &str) -> Option<i64> {
         .iter()
         .find_map(|prefix| strip_word_prefix(&lower, prefix))
         .unwrap_or(&lower);
-    rest.trim().trim_start_matches('#').parse::<i64>().ok().filter(|id| *id > 0)
+    rest.trim()
+        .trim_start_matches('#')
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
 }
 
 /// The named request our last answer asked the person to disambiguate.
 fn pending_choice(earlier: &[Message]) -> Option<Intent> {
-    let question = earlier.iter().rposition(|m| m.role == Role::Assistant && !m.content.is_empty())?;
+    let question = earlier
+        .iter()
+        .rposition(|m| m.role == Role::Assistant && !m.content.is_empty())?;
     if !earlier[question].content.contains(WHICH_ONE) {
         return None;
     }
-    let asked = earlier[..question].iter().rposition(|m| m.role == Role::User)?;
+    let asked = earlier[..question]
+        .iter()
+        .rposition(|m| m.role == Role::User)?;
     Some(parse(&earlier[asked].content))
 }
 
@@ -282,10 +335,27 @@ fn parse(text: &str) -> Intent {
 
     // Adding comes first: "add a task to delete old files" is an addition.
     const ADD_PREFIXES: &[&str] = &[
-        "please add", "add a new task", "add a task", "add task", "add", "create a new task",
-        "create a task", "create task", "create", "new task", "remind me to", "remind me",
-        "i need to remember to", "i need to remember", "remember to", "don't let me forget to",
-        "dont let me forget to", "i have to", "i need to", "i must", "i should",
+        "please add",
+        "add a new task",
+        "add a task",
+        "add task",
+        "add",
+        "create a new task",
+        "create a task",
+        "create task",
+        "create",
+        "new task",
+        "remind me to",
+        "remind me",
+        "i need to remember to",
+        "i need to remember",
+        "remember to",
+        "don't let me forget to",
+        "dont let me forget to",
+        "i have to",
+        "i need to",
+        "i must",
+        "i should",
     ];
     for prefix in ADD_PREFIXES {
         if let Some(rest) = strip_word_prefix(lower, prefix) {
@@ -303,35 +373,65 @@ fn parse(text: &str) -> Intent {
     if let Some(intent) = parse_update(original, lower) {
         return intent;
     }
-    if ["delete", "remove", "cancel", "drop", "get rid of", "erase"].iter().any(|w| starts_with_word(lower, w)) {
-        return Intent::Delete(target(lower));
-    }
-    let completing = ["mark", "complete", "finish", "check off", "tick off", "close"]
+    if ["delete", "remove", "cancel", "drop", "get rid of", "erase"]
         .iter()
         .any(|w| starts_with_word(lower, w))
+    {
+        return Intent::Delete(target(lower));
+    }
+    let completing = [
+        "mark",
+        "complete",
+        "finish",
+        "check off",
+        "tick off",
+        "close",
+    ]
+    .iter()
+    .any(|w| starts_with_word(lower, w))
         || (task_number(lower).is_some()
-            && ["is done", "is complete", "is finished", "as done"].iter().any(|w| lower.contains(w)));
+            && ["is done", "is complete", "is finished", "as done"]
+                .iter()
+                .any(|w| lower.contains(w)));
     if completing {
         return Intent::Complete(target(lower));
     }
 
-    let mentions_tasks = ["task", "todo", "to-do", "to do", "list"].iter().any(|w| lower.contains(w));
-    if lower.contains("pending") || lower.contains("left to do") || lower.contains("remaining")
-        || lower.contains("incomplete") || lower.contains("unfinished") || lower.contains("still to do")
+    let mentions_tasks = ["task", "todo", "to-do", "to do", "list"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if lower.contains("pending")
+        || lower.contains("left to do")
+        || lower.contains("remaining")
+        || lower.contains("incomplete")
+        || lower.contains("unfinished")
+        || lower.contains("still to do")
     {
         return Intent::List { status: "pending" };
     }
-    if lower.contains("completed") || lower.contains("have i done") || lower.contains("have i finished")
-        || lower.contains("finished tasks") || lower.contains("done tasks")
+    if lower.contains("completed")
+        || lower.contains("have i done")
+        || lower.contains("have i finished")
+        || lower.contains("finished tasks")
+        || lower.contains("done tasks")
     {
-        return Intent::List { status: "completed" };
+        return Intent::List {
+            status: "completed",
+        };
     }
     if mentions_tasks
-        && ["show", "list", "what", "which", "see", "display", "view", "all", "my"].iter().any(|w| lower.contains(w))
+        && [
+            "show", "list", "what", "which", "see", "display", "view", "all", "my",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
     {
         return Intent::List { status: "all" };
     }
-    if ["hi", "hello", "hey", "good morning", "good evening"].iter().any(|w| starts_with_word(lower, w)) {
+    if ["hi", "hello", "hey", "good morning", "good evening"]
+        .iter()
+        .any(|w| starts_with_word(lower, w))
+    {
         return Intent::Greeting;
     }
     Intent::Unknown
@@ -339,7 +439,10 @@ fn parse(text: &str) -> Intent {
 
 /// "Change task 1 to 'Call mom tonight'" and its paraphrases.
 fn parse_update(original: &str, lower: &str) -> Option<Intent> {
-    if !["change", "update", "rename", "edit", "set"].iter().any(|w| starts_with_word(lower, w)) {
+    if !["change", "update", "rename", "edit", "set"]
+        .iter()
+        .any(|w| starts_with_word(lower, w))
+    {
         return None;
     }
     let id = task_number(lower)?;
@@ -354,11 +457,32 @@ fn target(lower: &str) -> Target {
         return Target::Id(id);
     }
     let mut words: Vec<&str> = lower.split_whitespace().collect();
-    const VERBS: &[&str] = &["delete", "remove", "cancel", "drop", "erase", "mark", "complete", "finish", "check", "tick", "close", "get", "rid", "of", "off"];
+    const VERBS: &[&str] = &[
+        "delete", "remove", "cancel", "drop", "erase", "mark", "complete", "finish", "check",
+        "tick", "close", "get", "rid", "of", "off",
+    ];
     while words.first().is_some_and(|w| VERBS.contains(w)) {
         words.remove(0);
     }
-    const FILLER: &[&str] = &["the", "my", "a", "task", "tasks", "todo", "as", "done", "complete", "completed", "finished", "item", "one", "called", "named", "about", "for"];
+    const FILLER: &[&str] = &[
+        "the",
+        "my",
+        "a",
+        "task",
+        "tasks",
+        "todo",
+        "as",
+        "done",
+        "complete",
+        "completed",
+        "finished",
+        "item",
+        "one",
+        "called",
+        "named",
+        "about",
+        "for",
+    ];
     let words: Vec<&str> = words.into_iter().filter(|w| !FILLER.contains(w)).collect();
     Target::Named(words.join(" ").trim_matches(['"', '\'']).to_string())
 }
@@ -367,7 +491,9 @@ fn target(lower: &str) -> Target {
 fn task_number(lower: &str) -> Option<i64> {
     let words: Vec<&str> = lower.split_whitespace().collect();
     words.iter().enumerate().find_map(|(i, word)| {
-        let digits = word.trim_start_matches('#').trim_end_matches([',', '.', ':', '!', '?']);
+        let digits = word
+            .trim_start_matches('#')
+            .trim_end_matches([',', '.', ':', '!', '?']);
         let follows_task = i > 0 && words[i - 1].trim_end_matches(':') == "task";
         let parsed = digits.parse::<i64>().ok().filter(|n| *n > 0)?;
         (follows_task || word.starts_with('#')).then_some(parsed)
@@ -394,19 +520,36 @@ fn strip_word_prefix<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 /// "called") or a trailing "to my list", unquoted, first letter capital.
 fn clean_title(text: &str) -> String {
     let mut title = text.trim();
-    for glue in ["to ", "called ", "named ", "that says ", "saying ", "about "] {
+    for glue in [
+        "to ",
+        "called ",
+        "named ",
+        "that says ",
+        "saying ",
+        "about ",
+    ] {
         if title.len() > glue.len() && title[..glue.len()].eq_ignore_ascii_case(glue) {
             title = &title[glue.len()..];
             break;
         }
     }
-    for tail in [" to my task list", " to my tasks", " to my list", " to the list", " to my todo list"] {
-        if title.len() > tail.len() && title[title.len() - tail.len()..].eq_ignore_ascii_case(tail) {
+    for tail in [
+        " to my task list",
+        " to my tasks",
+        " to my list",
+        " to the list",
+        " to my todo list",
+    ] {
+        if title.len() > tail.len() && title[title.len() - tail.len()..].eq_ignore_ascii_case(tail)
+        {
             title = &title[..title.len() - tail.len()];
             break;
         }
     }
-    let title = title.trim().trim_matches(['"', '\'', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}']).trim();
+    let title = title
+        .trim()
+        .trim_matches(['"', '\'', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}'])
+        .trim();
     let mut chars = title.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -425,7 +568,9 @@ mod tests {
     }
 
     fn add(title: &str) -> Intent {
-        Intent::Add { title: title.into() }
+        Intent::Add {
+            title: title.into(),
+        }
     }
 
     #[test]
@@ -434,16 +579,36 @@ mod tests {
         check("Show me all my tasks", Intent::List { status: "all" });
         check("What's pending?", Intent::List { status: "pending" });
         check("Mark task 3 as complete", Intent::Complete(Target::Id(3)));
-        check("Delete the meeting task", Intent::Delete(Target::Named("meeting".into())));
-        check("Change task 1 to 'Call mom tonight'", Intent::Update { id: 1, title: "Call mom tonight".into() });
+        check(
+            "Delete the meeting task",
+            Intent::Delete(Target::Named("meeting".into())),
+        );
+        check(
+            "Change task 1 to 'Call mom tonight'",
+            Intent::Update {
+                id: 1,
+                title: "Call mom tonight".into(),
+            },
+        );
         check("I need to remember to pay bills", add("Pay bills"));
-        check("What have I completed?", Intent::List { status: "completed" });
+        check(
+            "What have I completed?",
+            Intent::List {
+                status: "completed",
+            },
+        );
         check("add buy milk to my list", add("Buy milk"));
         check("Remind me to call the dentist", add("Call the dentist"));
         check("complete task #4", Intent::Complete(Target::Id(4)));
         check("task 2 is done", Intent::Complete(Target::Id(2)));
         check("remove task 7", Intent::Delete(Target::Id(7)));
-        check("rename task 2 to \"Water plants\"", Intent::Update { id: 2, title: "Water plants".into() });
+        check(
+            "rename task 2 to \"Water plants\"",
+            Intent::Update {
+                id: 2,
+                title: "Water plants".into(),
+            },
+        );
         check("Add a task to delete old files", add("Delete old files"));
         check("what's on my list", Intent::List { status: "all" });
         check("hello", Intent::Greeting);

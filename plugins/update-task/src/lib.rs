@@ -24,7 +24,8 @@ struct Updated {
 
 impl Tool for UpdateTask {
     const NAME: &'static str = "update_task";
-    const DESCRIPTION: &'static str = "Change a task's title and/or description, by its id. An empty description clears it.";
+    const DESCRIPTION: &'static str =
+        "Change a task's title and/or description, by its id. An empty description clears it.";
     const INPUT_SCHEMA: &'static str = r#"{
         "type": "object",
         "properties": {

@@ -1,5 +1,6 @@
 //! Test plugin whose tools misbehave: each one attacks one limit of the
-//! sandbox (time, memory, traps, output size, ambient authority). The host
+//! sandbox (time, memory, traps, output size, ambient authority, state kept
+//! between calls). The host
 //! must stop each with its own clear error and keep serving everyone else.
 
 use serde::de::IgnoredAny;
@@ -100,4 +101,26 @@ impl Tool for Escape {
     }
 }
 
-wasmgate_sdk::export_tools!(Spin, Hog, Crash, Flood, Escape);
+/// Keeps its arguments in a global and returns what an earlier call kept
+/// there. Every call gets a fresh instance, so it must always find nothing.
+struct Remember;
+
+static KEPT: std::sync::Mutex<Option<Value>> = std::sync::Mutex::new(None);
+
+impl Tool for Remember {
+    const NAME: &'static str = "remember";
+    const DESCRIPTION: &'static str =
+        "Keeps its arguments for the next call and returns the previous call's.";
+    const INPUT_SCHEMA: &'static str = NO_ARGS;
+    type Args = Value;
+    type Output = Value;
+
+    fn call(args: Value) -> Result<Value, ToolError> {
+        let mut kept = KEPT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(json!({ "previous": kept.replace(args) }))
+    }
+}
+
+wasmgate_sdk::export_tools!(Spin, Hog, Crash, Flood, Escape, Remember);
