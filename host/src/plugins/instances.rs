@@ -7,8 +7,9 @@
 //! fresh instances ready ([`READY`]): a call takes one and, once it first
 //! waits in a host call (a tool typically waits on the database), wakes a
 //! background task that makes the next one and drops the stores of
-//! finished calls. Waking it then rather than at the start keeps the
-//! hand-off (a thread wake-up, about 10 µs here) off the caller's path.
+//! finished calls (a call that never waits wakes it when it ends). Waking
+//! it then rather than at the start keeps the hand-off (a thread wake-up,
+//! about 10 µs here) off the caller's path.
 //! That is for a call running alone; concurrent calls make and drop their
 //! own instances inline, as the cores have no idle time to hide the work
 //! in. Every instance still serves exactly one call, and its store is
