@@ -24,7 +24,10 @@ async fn serves_health_readiness_and_json_errors() {
         .unwrap();
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["plugins"], 2, "echo and hostile: {ready}");
-    assert_eq!(ready["tools"], 7, "{ready}");
+    assert_eq!(
+        ready["tools"], 8,
+        "2 echo tools and 6 hostile ones: {ready}"
+    );
 
     let missing = client
         .get(server.url("/no/such/route"))
