@@ -29,8 +29,8 @@ use super::state::CallState;
 
 /// One store of one plugin, with its permit. A call running alone starts
 /// the plugin's [`Upkeep`] when it first waits in a host call (so the
-/// hand-off, a thread wake-up, overlaps the wait), or else when it ends;
-/// either way its store goes back to be dropped off the caller's path.
+/// hand-off, a thread wake-up, overlaps the wait), or else when it ends.
+/// Its store goes back to the plugin when it drops (see [`Upkeep::retire`]).
 pub(super) struct Session {
     /// Always `Some` until dropped.
     store: Option<Store<CallState>>,

@@ -215,8 +215,8 @@ impl<P: Instantiate> Upkeep for Shared<P> {
     }
 
     /// A store retired while other calls run is dropped inline (see
-    /// [`Shared::alone`]); else it waits for the background task, which
-    /// the next call wakes if this one did not.
+    /// [`Shared::alone`]); else it waits for the background task's next
+    /// run, which this call starts if it has not started one already.
     fn retire(self: Arc<Self>, store: Store<CallState>, wake: bool) {
         if self.alone() {
             lock(&self.retired).push(store);
