@@ -56,8 +56,11 @@ impl Runtime {
             return Err(CallError::UnknownTool(tool.to_string()));
         };
         // The contract promises tools a JSON object; hold callers to it here
-        // so no plugin has to defend against anything else.
-        if !serde_json::from_str::<serde_json::Value>(arguments).is_ok_and(|v| v.is_object()) {
+        // so no plugin has to defend against anything else. (Valid JSON that
+        // starts with `{` is an object; checking so builds no value.)
+        let is_object = arguments.trim_start().starts_with('{')
+            && serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok();
+        if !is_object {
             return Err(CallError::Tool(ToolError::InvalidArguments(
                 "arguments must be a JSON object".into(),
             )));
@@ -192,22 +195,22 @@ pub(super) async fn run_guest<R>(
         });
         tokio::time::timeout(timeout, guest).await
     };
-    let plugin = plugin.to_string();
+    let plugin_name = || plugin.to_string();
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Err(_elapsed) => Err(CallError::Deadline {
-            plugin,
+            plugin: plugin_name(),
             limit: timeout,
         }),
         Ok(Err(err)) => {
             if store.data().limiter.memory_exceeded {
                 Err(CallError::MemoryLimit {
-                    plugin,
+                    plugin: plugin_name(),
                     mib: limits.memory_mib,
                 })
             } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 Err(CallError::Deadline {
-                    plugin,
+                    plugin: plugin_name(),
                     limit: timeout,
                 })
             } else {
@@ -216,7 +219,10 @@ pub(super) async fn run_guest<R>(
                     Some(trap) => trap.to_string(),
                     None => err.root_cause().to_string(),
                 };
-                Err(CallError::Trap { plugin, message })
+                Err(CallError::Trap {
+                    plugin: plugin_name(),
+                    message,
+                })
             }
         }
     }

@@ -63,6 +63,14 @@ impl Store {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings an idle connection before handing it out. A server
+            // connection can die while idle (restarts, idle timeouts), so
+            // PostgreSQL keeps the check; a SQLite file connection cannot,
+            // and there the ping was a second round trip to the connection's
+            // worker thread on every query. Without it, a cancelled query (a
+            // client that hangs up) also no longer costs a connection: sqlx
+            // drops one that was mid-check.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
