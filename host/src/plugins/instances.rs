@@ -77,7 +77,7 @@ pub(super) trait Upkeep: Send + Sync {
 /// faster the calls. Measured with back-to-back `add_task` calls, the
 /// share of calls that found none and instantiated inline: one ready
 /// instance 11–24%; two 2–3%, and 2–10% once inserts got faster; four
-/// none in 5,000.
+/// at most 10 in 5,000.
 const READY: usize = 4;
 
 pub(super) struct Instances<P: Instantiate> {
