@@ -67,9 +67,9 @@ impl Store {
             // connection can die while idle (restarts, idle timeouts), so
             // PostgreSQL keeps the check; a SQLite file connection cannot,
             // and there the ping was a second round trip to the connection's
-            // worker thread on every query. Without it, a cancelled query (a
-            // client that hangs up) also no longer costs a connection: sqlx
-            // drops one that was mid-check.
+            // worker thread on every query. Without it, a query cancelled
+            // while acquiring (a client that hangs up) also no longer costs
+            // a connection: sqlx drops one it was still checking.
             .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
