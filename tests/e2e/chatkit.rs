@@ -712,6 +712,48 @@ async fn a_client_that_disconnects_cancels_and_keeps_the_partial_reply() {
 }
 
 #[tokio::test]
+async fn a_slow_whole_answer_keeps_the_stream_alive_and_still_shows() {
+    // The provider takes longer than the 15 s keep-alive interval, then
+    // answers the streamed request whole, as JSON (as some OpenAI-compatible
+    // servers do).
+    let mock = MockOpenAi::start(vec![Reply::Delayed(
+        Duration::from_secs(16),
+        Box::new(crate::mock_openai::text("Worth the wait.")),
+    )])
+    .await;
+    let env: Vec<(&str, String)> = mock.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let kit = ChatKit::new(&server, "alice");
+
+    let response = kit
+        .send(&json!({"type": "threads.create", "params": {"input": input("Hello")}}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    let frames: Vec<&str> = body.split("\n\n").filter(|f| !f.is_empty()).collect();
+    let first_reply = frames
+        .iter()
+        .position(|f| f.contains("assistant_message"))
+        .expect("the reply streamed");
+    let comment = frames
+        .iter()
+        .position(|f| f.starts_with(':'))
+        .expect("a keep-alive comment while the provider was silent");
+    assert!(comment < first_reply, "{body}");
+
+    // Without the comments, the stream is the usual one.
+    let data: Vec<&str> = frames.into_iter().filter(|f| !f.starts_with(':')).collect();
+    let events = parse_events(&data.join("\n\n"));
+    check_reply_order(&events);
+    let text = events
+        .iter()
+        .filter(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .find_map(|e| e["item"]["content"][0]["text"].as_str());
+    assert_eq!(text, Some("Worth the wait."), "{body}");
+}
+
+#[tokio::test]
 async fn sessions_issue_expire_cancel_and_rate_limit_secrets() {
     each_backend(sessions_issue_expire_cancel_and_rate_limit_secrets_on).await;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::reply::Reply;
 use crate::plugins::provider::{Completion, HttpRequest, StreamEvent};
@@ -60,7 +60,10 @@ impl Upstream {
     ) -> Result<Completion, UpstreamError> {
         let response = self.send(plugin, &request).await?;
         let status = response.status().as_u16();
-        if !stream {
+        // Some OpenAI-compatible servers answer a streamed request whole, as
+        // JSON; decode what the provider sent, not what was asked for (the
+        // reply then shows as one delta, see `Reply::finish`).
+        if !stream || !is_event_stream(&response) {
             let body = read_capped(response).await?;
             return runtime
                 .parse_response(plugin, status, &body)
@@ -159,6 +162,14 @@ impl Upstream {
             }
         }
     }
+}
+
+fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 fn is_transient(status: StatusCode) -> bool {

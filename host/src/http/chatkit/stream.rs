@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::response::IntoResponse;
-use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use tokio::sync::mpsc;
 
 use super::items;
@@ -42,7 +42,10 @@ pub fn answer(agent: Arc<Agent>, user: String, turn: Turn) -> impl IntoResponse 
         let event = rx.recv().await?;
         Some((Ok::<_, Infallible>(sse(&event)), rx))
     });
-    Sse::new(stream)
+    // A comment line every 15 s while the model or a tool takes its time,
+    // so that proxies and load balancers do not close the stream as idle
+    // (SSE clients skip comments).
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 fn sse(event: &Event) -> SseEvent {
