@@ -141,6 +141,13 @@ async fn rest_get(server: &TestServer, user: &str, path: &str) -> Value {
         .unwrap()
 }
 
+/// The real binary with the `openai` provider pointed at `mock`.
+async fn server_for(mock: &MockOpenAi) -> TestServer {
+    let env = mock.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestServer::start_with(&plugins_dir(), &env).ready().await
+}
+
 /// The `data:` payloads of an SSE body; nothing else may be in it.
 fn parse_events(body: &str) -> Vec<Value> {
     body.split("\n\n")
@@ -282,9 +289,7 @@ async fn text_streams_token_by_token_from_the_provider() {
         chunk("!"),
     ])])
     .await;
-    let env: Vec<(&str, String)> = mock.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let server = server_for(&mock).await;
     let kit = ChatKit::new(&server, "alice");
     let events = kit
         .stream("threads.create", json!({"input": input("Say hello")}))
@@ -305,9 +310,7 @@ async fn a_failing_provider_ends_the_stream_with_an_error_and_keeps_the_message(
         400,
         json!({"error": {"message": "model not found"}}),
     ));
-    let env: Vec<(&str, String)> = mock.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let server = server_for(&mock).await;
     let kit = ChatKit::new(&server, "alice");
     let events = kit
         .stream(
@@ -648,9 +651,7 @@ async fn a_client_that_disconnects_cancels_and_keeps_the_partial_reply() {
         crate::mock_openai::text("Sorry, here is a short one."),
     ])
     .await;
-    let env: Vec<(&str, String)> = mock.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let server = server_for(&mock).await;
     let kit = ChatKit::new(&server, "alice");
 
     let response = kit
@@ -721,9 +722,7 @@ async fn a_slow_whole_answer_keeps_the_stream_alive_and_still_shows() {
         Box::new(crate::mock_openai::text("Worth the wait.")),
     )])
     .await;
-    let env: Vec<(&str, String)> = mock.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let server = server_for(&mock).await;
     let kit = ChatKit::new(&server, "alice");
 
     let response = kit
