@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::manifest::MAX_MEMORY_MIB;
 
@@ -74,7 +74,13 @@ fn pooling_config() -> PoolingAllocationConfig {
         // `cargo xtask bench`: 64 KiB → 30 µs p50 per no-op call, 128 KiB →
         // 14 µs, 256 KiB → 13 µs, 512 KiB → 14 µs.
         .linear_memory_keep_resident(256 * 1024)
-        .table_keep_resident(16 * 1024);
+        .table_keep_resident(16 * 1024)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the
+        // pages a call actually dirtied, not the whole window: tearing down
+        // a store after an `add_task` call fell from about 15 µs to 10 µs,
+        // and the component path's calls/s rose about 4% (`add_task` bench,
+        // interleaved runs).
+        .pagemap_scan(Enabled::Auto);
     pool
 }
 
