@@ -1,7 +1,8 @@
 //! Benchmark: `add_task` through the host (registry lookup, a fresh
 //! instance, the tool's `tasks.add` capability call, the insert) against the
-//! same insert made directly from Rust (`TaskRepository::add`), on one
-//! SQLite file. Sequential and with 8 concurrent callers.
+//! same insert made directly from Rust (`TaskRepository::add`), sequential
+//! and with 8 concurrent callers: on a SQLite file always, and on a fresh
+//! PostgreSQL database when `WASMGATE_TEST_POSTGRES_URL` names a server.
 //!
 //! The two paths alternate in short batches and each round's ratio is taken
 //! against the batch just before it, so the machine's drift (these machines
@@ -23,43 +24,54 @@ const ROUNDS: usize = 15;
 fn main() {
     support::block_on(async {
         println!(
-            "add_task: component path vs direct insert, SQLite, {ROUNDS} rounds of {BATCH} calls each way\n"
+            "add_task: component path vs direct insert, {ROUNDS} rounds of {BATCH} calls each way\n"
         );
-        println!("| callers | direct calls/s | component calls/s | direct / component |");
-        println!("|---|---|---|---|");
+        println!(
+            "| database | callers | direct calls/s | component calls/s | direct / component |"
+        );
+        println!("|---|---|---|---|---|");
+        let postgres = std::env::var("WASMGATE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
         for callers in [1, 8] {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::connect(&format!(
-                "sqlite://{}",
-                dir.path().join("bench.db").display()
-            ))
-            .await
-            .unwrap();
-            let (runtime, registry) = support::runtime(
-                AllocatorChoice::Auto,
-                "plugins",
-                Some(Arc::new(store.clone())),
-            )
-            .await;
-            let (mut direct, mut component, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            // One unmeasured round warms both paths up.
-            for round in 0..=ROUNDS {
-                let d = run(callers, &store, None).await;
-                let c = run(callers, &store, Some((&runtime, &registry))).await;
-                if round > 0 {
-                    direct.push(d);
-                    component.push(c);
-                    ratios.push(d / c);
-                }
+            let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+            compare("SQLite", &sqlite, callers).await;
+            if let Some(admin) = &postgres {
+                let database = support::PostgresDatabase::create(admin, "add_task").await;
+                compare("PostgreSQL", &database.url, callers).await;
+                database.drop().await;
             }
-            println!(
-                "| {callers} | {:.0} | {:.0} | {:.2} |",
-                median(direct),
-                median(component),
-                median(ratios)
-            );
         }
     });
+}
+
+/// Prints one row: both paths against the database at `url`.
+async fn compare(database: &str, url: &str, callers: usize) {
+    let store = Store::connect(url).await.unwrap();
+    let (runtime, registry) = support::runtime(
+        AllocatorChoice::Auto,
+        "plugins",
+        Some(Arc::new(store.clone())),
+    )
+    .await;
+    let (mut direct, mut component, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // One unmeasured round warms both paths up.
+    for round in 0..=ROUNDS {
+        let d = run(callers, &store, None).await;
+        let c = run(callers, &store, Some((&runtime, &registry))).await;
+        if round > 0 {
+            direct.push(d);
+            component.push(c);
+            ratios.push(d / c);
+        }
+    }
+    println!(
+        "| {database} | {callers} | {:.0} | {:.0} | {:.2} |",
+        median(direct),
+        median(component),
+        median(ratios)
+    );
 }
 
 /// Calls per second for `BATCH` adds split over `callers` tasks, through the

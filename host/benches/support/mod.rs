@@ -1,6 +1,7 @@
 //! What the benchmarks share: the built plugin directories, an in-process
-//! runtime with its registry, and the real `wasmgate` binary started on a
-//! free loopback port with a fresh SQLite file (stopped on drop).
+//! runtime with its registry, the real `wasmgate` binary started on a free
+//! loopback port with a fresh SQLite file (stopped on drop), and fresh
+//! PostgreSQL databases.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -138,4 +139,49 @@ pub async fn serve_mock(app: axum::Router) -> String {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{address}/v1")
+}
+
+/// A fresh database on the PostgreSQL server at `admin` (a URL), dropped
+/// by [`PostgresDatabase::drop`].
+#[allow(dead_code, reason = "not every benchmark runs on PostgreSQL")]
+pub struct PostgresDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+#[allow(dead_code, reason = "not every benchmark runs on PostgreSQL")]
+impl PostgresDatabase {
+    pub async fn create(admin: &str, bench: &str) -> PostgresDatabase {
+        let name = format!("wasmgate_bench_{bench}_{}", std::process::id());
+        let mut conn = Self::admin_connection(admin).await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
+                .await
+                .unwrap();
+        }
+        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+        PostgresDatabase {
+            url: format!("{base}/{name}"),
+            admin: admin.to_string(),
+            name,
+        }
+    }
+
+    async fn admin_connection(admin: &str) -> sqlx::PgConnection {
+        <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+            .await
+            .expect("connecting to WASMGATE_TEST_POSTGRES_URL")
+    }
+
+    pub async fn drop(self) {
+        let mut conn = Self::admin_connection(&self.admin).await;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
+            .await
+            .unwrap();
+    }
 }
