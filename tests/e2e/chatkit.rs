@@ -341,6 +341,49 @@ async fn a_failing_provider_ends_the_stream_with_an_error_and_keeps_the_message(
 }
 
 #[tokio::test]
+async fn a_stream_cut_short_is_an_error_not_a_shorter_reply() {
+    let event_stream = vec![("content-type", "text/event-stream")];
+    // No events at all, then a reply that stops mid-answer: neither a
+    // `finish_reason` nor `[DONE]`.
+    let mock = MockOpenAi::start(vec![
+        Reply::Raw(200, event_stream.clone(), ": nothing to see\n\n"),
+        Reply::Raw(
+            200,
+            event_stream,
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Sure, I will\"},\"finish_reason\":null}]}\n\n",
+        ),
+    ])
+    .await;
+    let server = server_for(&mock).await;
+    let kit = ChatKit::new(&server, "alice");
+
+    let empty = kit
+        .stream("threads.create", json!({"input": input("Add milk")}))
+        .await;
+    assert_eq!(
+        types(&empty),
+        [
+            "thread.created",
+            "thread.item.done:user_message",
+            "stream_options",
+            "error"
+        ]
+    );
+
+    let cut = kit
+        .stream("threads.create", json!({"input": input("Add bread")}))
+        .await;
+    let deltas: Vec<&str> = cut
+        .iter()
+        .filter_map(|e| e["update"]["delta"].as_str())
+        .collect();
+    assert_eq!(deltas, ["Sure, I will"]);
+    let last = cut.last().unwrap();
+    assert_eq!(last["type"], "error", "{cut:?}");
+    assert_eq!(last["allow_retry"], true);
+}
+
+#[tokio::test]
 async fn threads_are_the_chat_apis_conversations_both_ways() {
     let server = TestServer::start(&plugins_dir()).ready().await;
     let kit = ChatKit::new(&server, "alice");

@@ -154,6 +154,8 @@ struct Assembly {
     calls: Vec<ToolCall>,
     usage: Option<Usage>,
     finish_reason: String,
+    /// Whether the `[DONE]` sentinel came.
+    done: bool,
 }
 
 impl GuestStreamDecoder for Decoder {
@@ -181,7 +183,11 @@ impl GuestStreamDecoder for Decoder {
                 continue; // comments, event names, blank separators
             };
             let data = data.trim();
-            if data == "[DONE]" || data.is_empty() {
+            if data == "[DONE]" {
+                state.done = true;
+                continue;
+            }
+            if data.is_empty() {
                 continue;
             }
             let chunk: Value = serde_json::from_str(data).map_err(|err| {
@@ -196,6 +202,14 @@ impl GuestStreamDecoder for Decoder {
         let state = self.state.borrow();
         if !(200..300).contains(&state.status) {
             return Err(upstream(state.status, &state.error_body));
+        }
+        // A complete answer names why it finished, ends with `[DONE]`, or
+        // both. Without either the stream was cut short (or held no events
+        // at all), and what came so far must not pass for the whole reply.
+        if !state.done && state.finish_reason.is_empty() {
+            return Err(ProviderError::BadResponse(
+                "the provider's stream ended before the answer was complete".into(),
+            ));
         }
         Ok(Completion {
             text: state.text.clone(),
