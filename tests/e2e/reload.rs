@@ -373,3 +373,39 @@ async fn a_removed_plugin_leaves_the_models_tool_list() {
     assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
     assert_eq!(tool_names(&mock.requests()[1].body), ["add_task"]);
 }
+
+#[tokio::test]
+async fn sighup_rescans_the_plugin_directory() {
+    let server = TestServer::start(&test_plugins_dir()).ready().await;
+    let client = reqwest::Client::new();
+    let reloads = async || -> u64 {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("wasmgate_plugin_reloads_total "))
+            .unwrap_or_else(|| panic!("no reload counter in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(reloads().await, 0);
+
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Nothing in the directory changed, so only the signal can have
+    // started a reload; the server is still there to count it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reloads().await == 0 {
+        assert!(Instant::now() < deadline, "SIGHUP started no reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloads().await, 1);
+}

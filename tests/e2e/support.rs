@@ -244,6 +244,11 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits until the server answers `/readyz` (plugins are loaded after
     /// the socket is bound).
     pub async fn ready(self) -> TestServer {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::signal::unix::SignalKind;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{Registry, Runtime, Snapshot};
@@ -78,33 +79,32 @@ impl Reloader {
         report
     }
 
-    /// Watches the directory (and SIGHUP) for as long as the process runs.
+    /// Reloads on SIGHUP and whenever the directory changes, for as long as
+    /// the process runs. SIGHUP is handled from when this returns, even if
+    /// the directory cannot be watched (the error returned).
     pub fn watch(self: &Arc<Self>) -> anyhow::Result<()> {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        let events = tx.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let interesting = event.is_ok_and(|e| !e.kind.is_access());
-                if interesting {
-                    // A full channel already holds a pending reload.
-                    let _ = events.try_send(());
-                }
-            })?;
-        std::fs::create_dir_all(&self.dir)?;
-        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
-
-        let hangups = tx;
-        tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading plugins");
-                let _ = hangups.try_send(());
+        // Registered before returning, so a SIGHUP that comes once the
+        // server answers never meets the default action (terminate).
+        match tokio::signal::unix::signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let on_hangup = tx.clone();
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading plugins");
+                        // A full channel already holds a pending reload.
+                        let _ = on_hangup.try_send(());
+                    }
+                });
             }
-        });
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; reload through the admin API");
+            }
+        }
+        let (watcher, watching) = match self.watch_dir(tx) {
+            Ok(watcher) => (Some(watcher), Ok(())),
+            Err(err) => (None, Err(err)),
+        };
 
         let reloader = self.clone();
         tokio::spawn(async move {
@@ -121,6 +121,19 @@ impl Reloader {
                 reloader.reload().await;
             }
         });
-        Ok(())
+        watching
+    }
+
+    /// A watcher that sends on `changes` when the directory changes.
+    fn watch_dir(&self, changes: mpsc::Sender<()>) -> anyhow::Result<RecommendedWatcher> {
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = changes.try_send(());
+                }
+            })?;
+        std::fs::create_dir_all(&self.dir)?;
+        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+        Ok(watcher)
     }
 }
