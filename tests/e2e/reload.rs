@@ -147,6 +147,18 @@ async fn admin(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The `/metrics` page, as text.
+async fn metrics(client: &reqwest::Client, server: &TestServer) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn mcp_tools(client: &reqwest::Client, server: &TestServer) -> Vec<String> {
     let body: Value = client
         .post(server.url("/mcp"))
@@ -284,14 +296,7 @@ async fn metrics_count_plugin_calls_requests_and_reloads() {
         greet(&client, &server).await.unwrap();
     }
     admin(&client, &server, "POST", "/admin/plugins/reload").await;
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&client, &server).await;
     assert!(
         text.contains("wasmgate_plugin_calls_total{plugin=\"greeter\",version=\"1.0.0\"} 3"),
         "{text}"
@@ -379,14 +384,7 @@ async fn sighup_rescans_the_plugin_directory() {
     let server = TestServer::start(&test_plugins_dir()).ready().await;
     let client = reqwest::Client::new();
     let reloads = async || -> u64 {
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics(&client, &server).await;
         text.lines()
             .find_map(|line| line.strip_prefix("wasmgate_plugin_reloads_total "))
             .unwrap_or_else(|| panic!("no reload counter in {text}"))
