@@ -166,6 +166,14 @@ fn input(text: &str) -> Value {
     json!({"content": [{"type": "input_text", "text": text}], "attachments": [], "inference_options": {}})
 }
 
+/// The text deltas of a streamed turn, in order.
+fn deltas(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| e["update"]["delta"].as_str())
+        .collect()
+}
+
 fn types(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -295,11 +303,7 @@ async fn text_streams_token_by_token_from_the_provider() {
         .stream("threads.create", json!({"input": input("Say hello")}))
         .await;
     check_reply_order(&events);
-    let deltas: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e["update"]["delta"].as_str())
-        .collect();
-    assert_eq!(deltas, ["Hello", ", ", "Alice", "!"]);
+    assert_eq!(deltas(&events), ["Hello", ", ", "Alice", "!"]);
     assert_eq!(mock.requests()[0].body["stream"], true);
 }
 
@@ -373,11 +377,7 @@ async fn a_stream_cut_short_is_an_error_not_a_shorter_reply() {
     let cut = kit
         .stream("threads.create", json!({"input": input("Add bread")}))
         .await;
-    let deltas: Vec<&str> = cut
-        .iter()
-        .filter_map(|e| e["update"]["delta"].as_str())
-        .collect();
-    assert_eq!(deltas, ["Sure, I will"]);
+    assert_eq!(deltas(&cut), ["Sure, I will"]);
     let last = cut.last().unwrap();
     assert_eq!(last["type"], "error", "{cut:?}");
     assert_eq!(last["allow_retry"], true);
