@@ -48,7 +48,10 @@ fn main() {
 
 /// Prints one row: both paths against the database at `url`.
 async fn compare(database: &str, url: &str, callers: usize) {
-    let store = Store::connect(url).await.unwrap();
+    let store = Store::connect(url)
+        .await
+        .unwrap()
+        .with_max_tasks_per_user(0);
     let (runtime, registry) = support::runtime(
         AllocatorChoice::Auto,
         "plugins",

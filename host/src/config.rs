@@ -64,6 +64,23 @@ pub enum PluginsCommand {
         #[arg(long, default_value = "plugins/sdk")]
         sdk: PathBuf,
     },
+    /// Grant a plugin in the directory everything its manifest asks for
+    /// (capabilities, hosts, secrets), writing the operator's policy file.
+    ///
+    /// Each secret is backed by the environment variable named after it
+    /// (`api_key` → `API_KEY`) unless the policy already names one; edit the
+    /// file to choose another. A running server picks the change up on its
+    /// next reload.
+    Grant {
+        /// The plugin's name (its manifest is `<dir>/<name>.toml`).
+        name: String,
+        /// The plugin directory.
+        #[arg(long, env = "WASMGATE_PLUGINS", default_value = "target/plugins")]
+        plugins: PathBuf,
+        /// The policy file; default `policy.toml` in the plugin directory.
+        #[arg(long, env = "WASMGATE_POLICY")]
+        policy: Option<PathBuf>,
+    },
     /// Run one tool of a component with fake capabilities (tasks in memory)
     /// and print its result: the plugin author's test harness.
     Run {
@@ -89,6 +106,11 @@ pub struct ServeConfig {
     /// Directory of plugins: each `<name>.wasm` with its `<name>.toml` manifest.
     #[arg(long, env = "WASMGATE_PLUGINS", default_value = "target/plugins")]
     pub plugins: PathBuf,
+
+    /// The operator's grants to plugins (capabilities, hosts, secrets).
+    /// Default: `policy.toml` in the plugin directory.
+    #[arg(long, env = "WASMGATE_POLICY")]
+    pub policy: Option<PathBuf>,
 
     /// Directory for compiled components, so restarts do not recompile. Empty disables it.
     #[arg(long, env = "WASMGATE_CACHE_DIR", default_value = "data/cache")]
@@ -155,6 +177,15 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Tasks one user may hold, whatever the door (REST, chat, MCP); 0 for no limit.
+    #[arg(long, env = "WASMGATE_MAX_TASKS_PER_USER", default_value_t = crate::store::DEFAULT_MAX_TASKS_PER_USER)]
+    pub max_tasks_per_user: u32,
+
+    /// Task changes (adds, updates, deletes) plugins may make per user and
+    /// minute, over all plugins; 0 for no limit.
+    #[arg(long, env = "WASMGATE_TASK_WRITES_PER_MINUTE", default_value_t = 600)]
+    pub task_writes_per_minute: u32,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -164,6 +195,14 @@ impl ServeConfig {
     /// The HS256 secret, unless unset or empty (dev mode).
     pub fn auth_secret(&self) -> Option<&str> {
         self.auth_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// The policy file in effect.
+    pub fn policy_path(&self) -> PathBuf {
+        self.policy
+            .clone()
+            .filter(|path| !path.as_os_str().is_empty())
+            .unwrap_or_else(|| self.plugins.join(crate::plugins::policy::POLICY_FILE))
     }
 
     /// The cache directory, unless disabled with an empty value.

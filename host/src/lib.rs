@@ -20,7 +20,9 @@ use tokio::net::TcpListener;
 use agent::{Agent, AgentConfig};
 use auth::{AuthConfig, Authenticator};
 use config::ServeConfig;
-use plugins::{Registry, Reloader, Runtime, RuntimeOptions, Snapshot};
+use plugins::{
+    PluginSource, PolicySource, Registry, Reloader, Runtime, RuntimeOptions, Snapshot, TaskLimits,
+};
 use store::Store;
 
 /// The user dev mode prints a token for.
@@ -35,7 +37,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url)
         .await
-        .context("opening the database")?;
+        .context("opening the database")?
+        .with_max_tasks_per_user(config.max_tasks_per_user);
 
     // Dev mode: no way to verify anyone's token is configured, so a secret
     // made for this run, which the chat page may also use (from this
@@ -65,10 +68,22 @@ pub async fn run(
         allocator: config.allocator,
         cache_dir: config.cache_dir(),
         tasks: Some(Arc::new(store.clone())),
+        task_limits: TaskLimits {
+            writes_per_user_minute: config.task_writes_per_minute,
+            ..TaskLimits::default()
+        },
     })?);
-    let snapshot = Snapshot::load_dir(&runtime, &config.plugins).await;
+    let source = PluginSource {
+        dir: config.plugins.clone(),
+        policy: PolicySource {
+            path: config.policy_path(),
+            dev_mode,
+        },
+        owners: Some(Arc::new(store.clone())),
+    };
+    let snapshot = Snapshot::load_dir(&runtime, &source).await;
     let registry = Arc::new(Registry::new(snapshot));
-    let reloader = Reloader::new(runtime.clone(), registry.clone(), config.plugins.clone());
+    let reloader = Reloader::new(runtime.clone(), registry.clone(), source);
     if let Err(err) = reloader.watch() {
         tracing::warn!(error = %format!("{err:#}"), "cannot watch the plugin directory; reload with SIGHUP or the admin API");
     }

@@ -55,6 +55,11 @@ fn main() -> ExitCode {
                     );
                     Ok(())
                 }
+                PluginsCommand::Grant {
+                    name,
+                    plugins,
+                    policy,
+                } => wasmgate::cli::grant::run(&name, &plugins, policy.as_deref()),
                 PluginsCommand::Run {
                     file,
                     tool,

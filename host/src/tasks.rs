@@ -65,6 +65,9 @@ pub enum TaskError {
     NotFound(i64),
     #[error("{0}")]
     Invalid(String),
+    /// The user holds as many tasks as the operator allows.
+    #[error("the limit of {0} tasks is reached; complete and delete some first")]
+    Quota(i64),
     /// The database failed; the cause is logged where it happened.
     #[error("the task store is unavailable")]
     Unavailable,

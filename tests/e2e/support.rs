@@ -44,6 +44,7 @@ pub fn runtime() -> Runtime {
         allocator: AllocatorChoice::Auto,
         cache_dir: None,
         tasks: None,
+        task_limits: Default::default(),
     })
     .expect("the engine builds")
 }
@@ -54,6 +55,7 @@ pub fn runtime_with(store: &Store) -> Runtime {
         allocator: AllocatorChoice::Auto,
         cache_dir: None,
         tasks: Some(Arc::new(store.clone())),
+        task_limits: Default::default(),
     })
     .expect("the engine builds")
 }

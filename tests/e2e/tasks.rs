@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use wasmgate::plugins::{CallError, Registry, Runtime, Snapshot};
+use wasmgate::plugins::{CallError, PluginSource, Registry, Runtime, Snapshot};
 
 use crate::support::{self, TestDatabase, TestServer, backends, plugins_dir, token};
 
@@ -66,7 +66,8 @@ struct Tools {
 impl Tools {
     async fn new(db: &TestDatabase) -> Tools {
         let runtime = support::runtime_with(&db.store().await);
-        let registry = Registry::new(Snapshot::load_dir(&runtime, &plugins_dir()).await);
+        let registry =
+            Registry::new(Snapshot::load_dir(&runtime, &PluginSource::dir(&plugins_dir())).await);
         Tools { runtime, registry }
     }
 

@@ -124,6 +124,11 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    // The operator's grants for the stock plugins.
+    copy(
+        &root.join("plugins/policy.toml"),
+        &root.join("target/plugins/policy.toml"),
+    )?;
     // Examples are crates of their own, as outside authors write them.
     let examples_out = root.join("target/example-plugins");
     std::fs::create_dir_all(&examples_out)?;

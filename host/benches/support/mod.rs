@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmgate::plugins::{AllocatorChoice, Registry, Runtime, RuntimeOptions, Snapshot};
+use wasmgate::plugins::{
+    AllocatorChoice, PluginSource, Registry, Runtime, RuntimeOptions, Snapshot, TaskLimits,
+};
 use wasmgate::tasks::TaskRepository;
 
 pub const SECRET: &str = "bench-secret";
@@ -37,9 +39,14 @@ pub async fn runtime(
         allocator,
         cache_dir: None,
         tasks,
+        // Benchmarks write far more than a person would; no per-user budget.
+        task_limits: TaskLimits {
+            writes_per_user_minute: 0,
+            ..TaskLimits::default()
+        },
     })
     .unwrap();
-    let snapshot = Snapshot::load_dir(&runtime, &built(plugins)).await;
+    let snapshot = Snapshot::load_dir(&runtime, &PluginSource::dir(&built(plugins))).await;
     (Arc::new(runtime), Arc::new(Registry::new(snapshot)))
 }
 
@@ -71,6 +78,9 @@ impl Server {
             )
             .env("BETTER_AUTH_SECRET", SECRET)
             .env("WASMGATE_CHAT_RATE_PER_MINUTE", "0")
+            // Load generators write far more than a person would.
+            .env("WASMGATE_TASK_WRITES_PER_MINUTE", "0")
+            .env("WASMGATE_MAX_TASKS_PER_USER", "0")
             .env("RUST_LOG", "error")
             .current_dir(data.path())
             .stdout(Stdio::piped());

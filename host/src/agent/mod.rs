@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role, ToolCall};
-use crate::plugins::{Plugin, Registry, Runtime, Snapshot};
+use crate::plugins::{Plugin, Registry, Runtime, Snapshot, ToolSpec};
 use crate::store::{Conversation, NewMessage, Store, StoreError, StoredMessage};
 use reply::Reply;
 use upstream::Upstream;
@@ -35,6 +35,18 @@ const TITLE_CHARS: usize = 60;
 
 /// Longest user message accepted, in characters, whatever the door.
 pub const MAX_MESSAGE_CHARS: usize = 8000;
+
+/// Tool calls one turn may run, over all its rounds; further calls are
+/// answered with an error without running.
+pub const MAX_TOOL_CALLS_PER_TURN: usize = 64;
+
+/// Bytes of stored history sent to the provider; older messages are left
+/// out first, so one huge message never breaks every later turn.
+const MAX_HISTORY_BYTES: usize = 512 * 1024;
+
+/// Bytes of tool specs (names, descriptions, schemas) sent to the provider
+/// per round; tools beyond it (in name order) are left out of the turn.
+const MAX_TOOLS_BYTES: usize = 256 * 1024;
 
 /// A new conversation's title: the start of its first message.
 pub fn title_from(content: &str) -> String {
@@ -237,7 +249,7 @@ impl Agent {
             .ok_or_else(|| AgentError::ProviderMissing(provider_name.to_string()))?;
         let mut history = self.history(conversation_id).await?;
 
-        let tools = snapshot.tools();
+        let tools = within_budget(snapshot.tools());
         let mut records = Vec::new();
         for _ in 0..self.config.max_rounds {
             let request = CompletionRequest {
@@ -280,12 +292,14 @@ impl Agent {
                 tool_call_id: None,
             });
 
+            let budget = MAX_TOOL_CALLS_PER_TURN.saturating_sub(records.len());
             let results = self
                 .run_tools(
                     &snapshot,
                     user,
                     (message_id, created_at),
                     &completion.tool_calls,
+                    budget,
                     &events,
                 )
                 .await;
@@ -399,7 +413,23 @@ impl Agent {
             tool_calls: Vec::new(),
             tool_call_id: None,
         }];
-        history.extend(stored[start..].iter().filter_map(to_chat_message));
+        let mut messages: Vec<ChatMessage> =
+            stored[start..].iter().filter_map(to_chat_message).collect();
+        // Newest first until the budget is spent, then never start the
+        // window on tool results cut off from their call.
+        let mut spent = 0;
+        let keep_from = messages
+            .iter()
+            .rposition(|message| {
+                spent += message_bytes(message);
+                spent > MAX_HISTORY_BYTES
+            })
+            .map_or(0, |over| over + 1);
+        let keep_from = messages[keep_from..]
+            .iter()
+            .position(|m| m.role != Role::Tool)
+            .map_or(messages.len(), |offset| keep_from + offset);
+        history.extend(messages.drain(keep_from..));
         Ok(history)
     }
 
@@ -446,13 +476,15 @@ impl Agent {
         }
     }
 
-    /// Runs the calls of one round concurrently, each for `user`.
+    /// Runs the calls of one round concurrently, each for `user`; calls
+    /// beyond the first `budget` are answered with an error instead.
     async fn run_tools(
         &self,
         snapshot: &Snapshot,
         user: &str,
         (message_id, created_at): (i64, String),
         calls: &[ToolCall],
+        budget: usize,
         events: &EventSink,
     ) -> Vec<ToolCallRecord> {
         events
@@ -470,6 +502,9 @@ impl Agent {
             .enumerate()
             .map(|(index, call)| async move {
                 let outcome = match snapshot.tool(&call.name) {
+                    _ if index >= budget => Err(crate::plugins::CallError::Budget(format!(
+                        "this turn has run its {MAX_TOOL_CALLS_PER_TURN} tool calls"
+                    ))),
                     Some((plugin, _)) => {
                         self.runtime
                             .call_tool(plugin, user, &call.name, &call.arguments)
@@ -495,6 +530,39 @@ impl Agent {
         }
         records.into_iter().flatten().collect()
     }
+}
+
+fn message_bytes(message: &ChatMessage) -> usize {
+    message.content.len()
+        + message
+            .tool_calls
+            .iter()
+            .map(|call| call.id.len() + call.name.len() + call.arguments.len())
+            .sum::<usize>()
+}
+
+/// The tools of a turn, in name order, as many as fit [`MAX_TOOLS_BYTES`].
+/// (Each plugin's specs are bounded at load; this bounds them together.)
+fn within_budget(tools: Vec<&ToolSpec>) -> Vec<&ToolSpec> {
+    let mut spent = 0;
+    let total = tools.len();
+    let kept: Vec<&ToolSpec> = tools
+        .into_iter()
+        .filter(|tool| {
+            let size = tool.name.len() + tool.description.len() + tool.input_schema_bytes;
+            let fits = spent + size <= MAX_TOOLS_BYTES;
+            spent += if fits { size } else { 0 };
+            fits
+        })
+        .collect();
+    if kept.len() < total {
+        tracing::warn!(
+            kept = kept.len(),
+            total,
+            "tool specs over the per-turn budget; some tools are left out of this turn"
+        );
+    }
+    kept
 }
 
 fn record(call: &ToolCall, result: Value, is_error: bool) -> ToolCallRecord {

@@ -1,21 +1,28 @@
 //! Sending a provider plugin's HTTP requests: the host half of a model round.
 //!
-//! The plugin describes a request by path; it goes only to the base URL in
-//! the plugin's manifest, with the API key from the environment variable the
-//! manifest names (the plugin never sees it, and it is never logged).
-//! Transient failures (connection errors, 429, 5xx) are retried a bounded
-//! number of times with backoff, honouring `Retry-After`.
+//! The plugin describes a request by method and path. The host resolves the
+//! path against the base URL in effect (the manifest's, or the operator's
+//! override) with a real URL parser and refuses anything that would leave
+//! it, sends it only to a host the operator's policy grants the plugin, and
+//! adds the granted secret itself (the plugin never sees it, and it is never
+//! logged). Only GET and POST, no hop-by-hop or credential headers from the
+//! plugin, no redirects, bounded bodies. Transient failures (connection
+//! errors, 429, 5xx) are retried a bounded number of times with backoff,
+//! honouring `Retry-After`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use url::Url;
 
 use super::reply::Reply;
+use crate::plugins::manifest::check_base_url;
+use crate::plugins::policy::url_host;
 use crate::plugins::provider::{Completion, HttpRequest, StreamEvent};
-use crate::plugins::{Plugin, Runtime};
+use crate::plugins::{Plugin, ProviderEndpoint, Runtime};
 
 /// Attempts per request, the first included.
 const MAX_ATTEMPTS: u32 = 3;
@@ -23,8 +30,13 @@ const MAX_ATTEMPTS: u32 = 3;
 const BACKOFF: Duration = Duration::from_millis(250);
 /// The longest `Retry-After` honoured; longer ones fail the round instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
-/// The largest non-streamed response body read.
+/// The largest response body read, whole or streamed.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The largest request body a plugin may ask to send.
+const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+/// Headers a plugin may set on one request, and their total size.
+const MAX_HEADERS: usize = 32;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Why a provider round failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,9 @@ impl Upstream {
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(read_timeout)
             .pool_max_idle_per_host(64)
+            // A redirect could lead the key anywhere; a provider API has no
+            // need of one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("building a reqwest client with timeouts cannot fail");
         Upstream { client }
@@ -77,10 +92,15 @@ impl Upstream {
             .await
             .map_err(guest)?;
         let mut body = response.bytes_stream();
+        let mut received = 0;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|err| {
                 UpstreamError::Failed(format!("the provider's stream broke: {err}"))
             })?;
+            received += chunk.len();
+            if received > MAX_BODY_BYTES {
+                return Err(over_body_limit());
+            }
             for event in decoder.feed(&chunk).await.map_err(guest)? {
                 if let StreamEvent::TextDelta(text) = event {
                     reply.delta(text).await;
@@ -101,34 +121,33 @@ impl Upstream {
                 plugin.name()
             ))
         })?;
-        let url = join_url(&endpoint.resolved_base_url(), &request.path)?;
-        let method: reqwest::Method = request.method.parse().map_err(|_| {
-            UpstreamError::Failed(format!("invalid HTTP method {:?}", request.method))
-        })?;
-        let api_key = endpoint.api_key();
+        let url = target_url(plugin, endpoint, &request.path)?;
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            _ => return Err(refused(format!("the method {:?}", request.method))),
+        };
+        if request.body.len() > MAX_REQUEST_BYTES {
+            return Err(refused(format!(
+                "a {} byte request body (the limit is {MAX_REQUEST_BYTES})",
+                request.body.len()
+            )));
+        }
+        let headers = plugin_headers(&request.headers)?;
+        // Sent only to the URL checked above: a granted host, under the base path.
+        let api_key = endpoint
+            .api_key_secret
+            .as_deref()
+            .and_then(|name| plugin.grant.secret(name));
 
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut builder = self
                 .client
-                .request(method.clone(), &url)
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
                 .body(request.body.clone());
-            for (name, value) in &request.headers {
-                // The host owns authentication and framing headers.
-                let (Ok(name), Ok(value)) = (
-                    HeaderName::try_from(name.as_str()),
-                    HeaderValue::try_from(value.as_str()),
-                ) else {
-                    continue;
-                };
-                if !matches!(
-                    name.as_str(),
-                    "authorization" | "host" | "content-length" | "cookie"
-                ) {
-                    builder = builder.header(name, value);
-                }
-            }
             if let Some(key) = &api_key {
                 builder = builder.bearer_auth(key);
             }
@@ -193,21 +212,124 @@ fn retry_delay(response: &reqwest::Response, attempt: u32) -> Option<Duration> {
     }
 }
 
-/// The plugin's path appended to the configured base URL, refusing anything
-/// that could leave it.
-fn join_url(base: &str, path: &str) -> Result<String, UpstreamError> {
-    let escapes = !path.starts_with('/')
-        || path.starts_with("//")
-        || path.contains("..")
-        || path.contains("://")
-        || path.contains('@')
-        || path.contains('\\');
-    if escapes {
+fn refused(what: String) -> UpstreamError {
+    UpstreamError::Failed(format!(
+        "the provider plugin asked for {what}, which is refused"
+    ))
+}
+
+fn over_body_limit() -> UpstreamError {
+    UpstreamError::Failed(format!(
+        "the provider's answer is over {MAX_BODY_BYTES} bytes"
+    ))
+}
+
+/// Where `plugin`'s request for `path` goes: the path resolved against the
+/// base URL in effect, on a host the policy grants the plugin (the
+/// operator's override of the base URL is a grant of its own).
+fn target_url(
+    plugin: &Plugin,
+    endpoint: &ProviderEndpoint,
+    path: &str,
+) -> Result<Url, UpstreamError> {
+    let overridden = plugin.grant.base_url_override();
+    let base = check_base_url(overridden.as_deref().unwrap_or(&endpoint.base_url))
+        .map_err(|err| UpstreamError::Failed(format!("the provider's base URL: {err}")))?;
+    let host = url_host(&base).unwrap_or_default();
+    if overridden.is_none() && !plugin.grant.hosts.contains(&host) {
         return Err(UpstreamError::Failed(format!(
-            "the provider plugin asked for a disallowed path {path:?}"
+            "provider {} is not granted the host {host}",
+            plugin.name()
         )));
     }
-    Ok(format!("{base}{path}"))
+    join_url(&base, path)
+}
+
+/// `path` (with an optional query) under `base`, or an error if a URL
+/// parser would take it anywhere else. What parsers rewrite (dot segments,
+/// encoded dots and slashes, tabs and newlines they strip, backslashes) is
+/// refused before parsing, and the parsed result is checked again.
+fn join_url(base: &Url, path: &str) -> Result<Url, UpstreamError> {
+    let lower = path.to_ascii_lowercase();
+    let route = lower.split(['?', '#']).next().unwrap_or_default();
+    let suspicious = !path.starts_with('/')
+        || path.starts_with("//")
+        || path.len() > 2048
+        || path
+            .bytes()
+            .any(|b| b.is_ascii_control() || !b.is_ascii() || b" \\@#".contains(&b))
+        || ["%2e", "%2f", "%5c", "%00", "%25"]
+            .iter()
+            .any(|encoded| route.contains(encoded))
+        || route
+            .split('/')
+            .any(|segment| segment == "." || segment == "..");
+    if suspicious {
+        return Err(refused(format!("the path {path:?}")));
+    }
+    let base_path = base.path().trim_end_matches('/');
+    let mut joined = base.clone();
+    joined.set_query(None);
+    let joined = Url::parse(&format!("{}{path}", joined.as_str().trim_end_matches('/')))
+        .map_err(|_| refused(format!("the path {path:?}")))?;
+    let stays = joined.scheme() == base.scheme()
+        && joined.host_str() == base.host_str()
+        && joined.port_or_known_default() == base.port_or_known_default()
+        && joined.username().is_empty()
+        && joined.password().is_none()
+        && joined.fragment().is_none()
+        && joined
+            .path()
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !stays {
+        return Err(refused(format!("the path {path:?}")));
+    }
+    Ok(joined)
+}
+
+/// The plugin's headers, without what the host owns: framing and hop-by-hop
+/// headers, credentials, and where the request came from.
+fn plugin_headers(headers: &[(String, String)]) -> Result<HeaderMap, UpstreamError> {
+    let total: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if headers.len() > MAX_HEADERS || total > MAX_HEADER_BYTES {
+        return Err(refused(format!(
+            "{} headers of {total} bytes (the limits are {MAX_HEADERS} and {MAX_HEADER_BYTES})",
+            headers.len()
+        )));
+    }
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
+            return Err(refused(format!("the header {name:?}")));
+        };
+        let host_owned = matches!(
+            name.as_str(),
+            "authorization"
+                | "proxy-authorization"
+                | "cookie"
+                | "x-api-key"
+                | "api-key"
+                | "host"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "te"
+                | "trailer"
+                | "upgrade"
+                | "expect"
+                | "forwarded"
+        ) || name.as_str().starts_with("proxy-")
+            || name.as_str().starts_with("x-forwarded-");
+        if !host_owned {
+            map.append(name, value);
+        }
+    }
+    Ok(map)
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
@@ -221,9 +343,7 @@ async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, UpstreamErr
             ))
         })?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(UpstreamError::Failed(format!(
-                "the provider's answer is over {MAX_BODY_BYTES} bytes"
-            )));
+            return Err(over_body_limit());
         }
         body.extend_from_slice(&chunk);
     }
@@ -244,24 +364,70 @@ fn without_url(err: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::join_url;
+    use super::{Url, join_url, plugin_headers};
 
     #[test]
     fn paths_stay_under_the_base_url() {
-        let base = "https://api.example.com/v1";
+        let base = Url::parse("https://api.example.com/v1").unwrap();
+        let join = |path: &str| join_url(&base, path).map(|url| url.to_string());
         assert_eq!(
-            join_url(base, "/chat/completions").unwrap(),
+            join("/chat/completions").unwrap(),
             "https://api.example.com/v1/chat/completions"
+        );
+        assert_eq!(
+            join("/models?limit=2").unwrap(),
+            "https://api.example.com/v1/models?limit=2"
+        );
+        let slash = Url::parse("http://127.0.0.1:9/v1/").unwrap();
+        assert_eq!(
+            join_url(&slash, "/x").unwrap().as_str(),
+            "http://127.0.0.1:9/v1/x"
         );
         for path in [
             "chat",
             "/../admin",
+            "/%2e%2e/%2e%2e/admin/secret",
+            "/.%2e/admin",
+            "/%2E%2E/admin",
+            "/.\t./admin",
+            "/.\n./admin",
+            "/.\r./admin",
+            "/a/%2f/b",
+            "/a%5c..%5cadmin",
+            "/%252e%252e/admin",
+            "/./x",
             "//evil.com/x",
             "/x@evil.com",
             "http://evil.com/",
             "/a\\b",
+            "/a#frag",
+            "/caf\u{e9}",
         ] {
-            assert!(join_url(base, path).is_err(), "{path}");
+            assert!(join(path).is_err(), "{path:?} was allowed");
         }
+        // The base path is a prefix by segment, not by characters.
+        let base = Url::parse("https://api.example.com/v1").unwrap();
+        assert!(join_url(&base, "1/x").is_err());
+    }
+
+    #[test]
+    fn plugins_set_no_framing_or_credential_headers() {
+        let headers = plugin_headers(&[
+            ("content-type".into(), "application/json".into()),
+            ("Transfer-Encoding".into(), "chunked".into()),
+            ("Connection".into(), "close".into()),
+            ("Proxy-Authorization".into(), "Basic eA==".into()),
+            ("authorization".into(), "Bearer stolen".into()),
+            ("x-forwarded-for".into(), "1.2.3.4".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["content-type"]
+        );
+        assert!(plugin_headers(&[("bad header".into(), "x".into())]).is_err());
+        assert!(plugin_headers(&[("x".into(), "a\nb".into())]).is_err());
+        let many: Vec<_> = (0..33).map(|i| (format!("x-{i}"), "v".into())).collect();
+        assert!(plugin_headers(&many).is_err());
     }
 }

@@ -7,15 +7,14 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::plugins::{
-    AllocatorChoice, LoadError, Manifest, Plugin, Runtime, RuntimeOptions, capability_name,
-};
+use crate::plugins::{AllocatorChoice, LoadError, Manifest, Plugin, Runtime, RuntimeOptions};
 
 pub async fn run(file: &Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeOptions {
         allocator: AllocatorChoice::OnDemand,
         cache_dir: None,
         tasks: None,
+        task_limits: Default::default(),
     })?;
     let manifest_path = file.with_extension("toml");
     let plugin = if manifest_path.exists() {
@@ -52,6 +51,8 @@ async fn load_without_manifest(runtime: &Runtime, file: &Path) -> Result<Plugin,
         version: "0.0.0".into(),
         kind: inspection.kind,
         capabilities: inspection.capabilities,
+        hosts: Vec::new(),
+        secrets: Vec::new(),
         limits: Default::default(),
         provider: None,
     };
@@ -69,9 +70,16 @@ fn describe(plugin: &Plugin, has_manifest: bool) -> String {
         .manifest
         .capabilities
         .iter()
-        .map(|&c| capability_name(c))
+        .map(|&c| c.as_str())
         .collect();
+    // What it asks the operator for: the policy's grants must cover these.
     out += &format!("capabilities: {}\n", capabilities.join(", "));
+    if !plugin.manifest.hosts.is_empty() {
+        out += &format!("hosts: {}\n", plugin.manifest.hosts.join(", "));
+    }
+    if !plugin.manifest.secrets.is_empty() {
+        out += &format!("secrets: {}\n", plugin.manifest.secrets.join(", "));
+    }
     out += &format!("sha256: {}\n", plugin.sha256);
     if !plugin.tools.is_empty() {
         out += "tools:\n";

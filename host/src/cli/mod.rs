@@ -1,5 +1,6 @@
-//! The subcommands besides `serve`: plugin author tools.
+//! The subcommands besides `serve`: plugin author and operator tools.
 
 pub mod check;
+pub mod grant;
 pub mod new_plugin;
 pub mod run_tool;

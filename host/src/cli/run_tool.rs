@@ -39,6 +39,7 @@ pub async fn run(
         allocator: AllocatorChoice::OnDemand,
         cache_dir: None,
         tasks: Some(fake.clone()),
+        task_limits: Default::default(),
     })?;
     let manifest_path = file.with_extension("toml");
     let plugin = if manifest_path.exists() {
@@ -52,7 +53,7 @@ pub async fn run(
             inspection
                 .capabilities
                 .iter()
-                .map(|c| format!("\"{}\"", crate::plugins::capability_name(*c)))
+                .map(|c| format!("\"{}\"", c.as_str()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::auth::bearer_token;
 use super::{ApiError, AppState};
-use crate::plugins::{PluginFiles, ReloadReport};
+use crate::plugins::{Manifest, PluginFiles, ReloadReport};
 
 /// Largest component accepted by upload.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
@@ -97,11 +97,7 @@ pub async fn upload(
     UrlPath(name): UrlPath<String>,
     mut multipart: Multipart,
 ) -> Result<Json<Value>, ApiError> {
-    let file_name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !file_name_ok {
+    if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
     }
     let (mut wasm, mut manifest) = (None, None);
@@ -201,6 +197,46 @@ pub async fn remove(
     let _ = std::fs::remove_file(origin.with_extension("wasm"));
     state.reloader.reload().await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /admin/plugins/{name}/grant`: grants the plugin in the directory
+/// everything its manifest asks for (as `wasmgate plugins grant` does),
+/// then reloads.
+pub async fn grant(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !valid_name(&name) {
+        return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
+    }
+    let path = state.reloader.dir().join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| ApiError::not_found(format!("no plugin named {name:?} is installed")))?;
+    let manifest = Manifest::parse(&text).map_err(|err| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_plugin",
+            format!("its manifest is invalid: {err}"),
+        )
+    })?;
+    let entry = state
+        .reloader
+        .source()
+        .policy
+        .grant_all(&manifest)
+        .map_err(ApiError::internal)?;
+    tracing::warn!(plugin = %name, grant = ?entry, "admin API granted a plugin");
+    let mut report = report_json(&state.reloader.reload().await);
+    report["granted"] = serde_json::to_value(&entry).map_err(ApiError::internal)?;
+    Ok(Json(report))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn report_json(report: &ReloadReport) -> Value {

@@ -29,6 +29,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             "plugins": snapshot.plugins().count(),
             "tools": snapshot.tools().len(),
             "rejected": snapshot.rejected().len(),
+            // What keeps each one out (a broken file, a clash, a missing grant).
+            "rejected_plugins": snapshot
+                .rejected()
+                .iter()
+                .map(|(file, error)| json!({ "file": file, "error": error }))
+                .collect::<Vec<_>>(),
         })),
     )
 }

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/plugins/{name}",
             put(admin::upload).delete(admin::remove),
         )
+        .route("/admin/plugins/{name}/grant", post(admin::grant))
         .layer(DefaultBodyLimit::max(admin::MAX_UPLOAD_BYTES + 64 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

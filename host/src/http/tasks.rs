@@ -62,6 +62,9 @@ impl From<TaskError> for ApiError {
                 "validation_failed",
                 message,
             ),
+            TaskError::Quota(_) => {
+                ApiError::new(StatusCode::CONFLICT, "quota_exceeded", error.to_string())
+            }
             TaskError::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -66,7 +66,12 @@ impl Runtime {
             )));
         }
         let started = Instant::now();
-        let tasks = TasksHost::new(user.to_string(), self.tasks.clone());
+        let tasks = TasksHost::new(
+            user.to_string(),
+            self.tasks.clone(),
+            self.task_limits.clone(),
+            self.write_windows.clone(),
+        );
         let result = run_tool(plugin, instances, tasks, tool, arguments).await;
         let timeout = matches!(result, Err(CallError::Deadline { .. }));
         // A tool-reported error is the tool working; count only failures of
@@ -94,7 +99,10 @@ async fn run_tool(
                 .await
         })
         .await?
-        .map_err(CallError::Tool)?;
+        .map_err(|error| match check_error(plugin, &error) {
+            Ok(()) => CallError::Tool(error),
+            Err(too_long) => too_long,
+        })?;
     check_output(plugin, output.len())?;
     serde_json::from_str(&output).map_err(|err| CallError::InvalidOutput {
         plugin: plugin.name().to_string(),
@@ -110,6 +118,34 @@ pub(super) fn check_output(plugin: &Plugin, size: usize) -> Result<(), CallError
         return Err(CallError::OutputLimit {
             plugin: plugin.name().to_string(),
             size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Longest error message a guest may return (whatever its output limit):
+/// errors go to the model and into the conversation, so they stay short.
+pub const MAX_ERROR_BYTES: usize = 8 * 1024;
+
+/// An error message longer than [`MAX_ERROR_BYTES`] (or the output limit)
+/// is refused like an oversized result.
+pub(super) fn check_error(plugin: &Plugin, error: &ToolError) -> Result<(), CallError> {
+    let message = match error {
+        ToolError::InvalidArguments(m)
+        | ToolError::NotFound(m)
+        | ToolError::UnknownTool(m)
+        | ToolError::Failed(m) => m,
+    };
+    let limit = plugin
+        .manifest
+        .limits
+        .max_output_bytes
+        .min(MAX_ERROR_BYTES as u64);
+    if message.len() as u64 > limit {
+        return Err(CallError::OutputLimit {
+            plugin: plugin.name().to_string(),
+            size: message.len(),
             limit,
         });
     }

@@ -46,6 +46,8 @@ pub enum LoadError {
         import: String,
         capability: &'static str,
     },
+    #[error("{0}")]
+    NotGrantedByPolicy(String),
     #[error("the component cannot be linked: {0}")]
     Link(String),
     #[error("list-tools failed: {0}")]
@@ -86,6 +88,10 @@ pub enum CallError {
     Trap { plugin: String, message: String },
     #[error("plugin {plugin} is at its concurrency limit; try again shortly")]
     Busy { plugin: String },
+    /// A budget the host sets (tool calls per turn, rows written, host
+    /// calls) is spent.
+    #[error("{0}")]
+    Budget(String),
     /// A provider adapter refused a request or could not read a response.
     #[error("{0}")]
     Provider(String),
@@ -103,6 +109,7 @@ impl CallError {
             CallError::InvalidOutput { .. } => "invalid_output",
             CallError::Trap { .. } => "trap",
             CallError::Busy { .. } => "busy",
+            CallError::Budget(_) => "budget_exceeded",
             CallError::Provider(_) => "provider_error",
         }
     }

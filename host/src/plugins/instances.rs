@@ -174,7 +174,7 @@ impl<P: Instantiate> Shared<P> {
         loop {
             drop(std::mem::take(&mut *lock(&self.retired)));
             if !failed && lock(&self.ready).len() < READY {
-                let mut store = self.new_store(TasksHost::new(String::new(), None));
+                let mut store = self.new_store(TasksHost::nobody());
                 let made = run_guest(
                     &mut store,
                     &self.plugin,

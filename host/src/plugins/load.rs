@@ -16,8 +16,17 @@ use super::error::LoadError;
 use super::host::tasks::TasksHost;
 use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
+use super::policy::Grant;
 use super::runtime::{Plugin, PluginInstances, Runtime, ToolSpec};
 use super::state::CallState;
+
+/// Bounds on what a plugin's `list-tools` may offer: every tool is sent to
+/// the model on every turn, so one plugin's specs must never crowd out the
+/// others' or the provider's memory.
+pub const MAX_TOOLS_PER_PLUGIN: usize = 32;
+pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
+pub const MAX_SCHEMA_BYTES: usize = 16 * 1024;
+pub const MAX_SPECS_BYTES: usize = 64 * 1024;
 
 /// What a component is, read from its type alone.
 #[derive(Debug)]
@@ -67,7 +76,7 @@ impl Runtime {
         {
             return Err(LoadError::NotGranted {
                 import: capability_import(missing).to_string(),
-                capability: capability_name(missing),
+                capability: missing.as_str(),
             });
         }
 
@@ -103,6 +112,7 @@ impl Runtime {
             loaded_at: SystemTime::now(),
             origin: None,
             source: String::new(),
+            grant: Grant::default(),
             stats: Default::default(),
             instances,
         };
@@ -173,7 +183,7 @@ impl Runtime {
         instances: &Instances<bindings::tool::TaskToolPre<CallState>>,
     ) -> Result<Vec<ToolSpec>, LoadError> {
         // list-tools runs for nobody: the tasks capability has no user.
-        let tasks = TasksHost::new(String::new(), None);
+        let tasks = TasksHost::nobody();
         let list = async {
             let (mut session, instance) = instances.take(tasks).await?;
             session
@@ -184,6 +194,21 @@ impl Runtime {
             .await
             .map_err(|err| LoadError::ListTools(err.to_string()))?;
 
+        if specs.len() > MAX_TOOLS_PER_PLUGIN {
+            return Err(LoadError::ListTools(format!(
+                "the component offers {} tools; a plugin may offer {MAX_TOOLS_PER_PLUGIN}",
+                specs.len()
+            )));
+        }
+        let total: usize = specs
+            .iter()
+            .map(|s| s.name.len() + s.description.len() + s.input_schema.len())
+            .sum();
+        if total > MAX_SPECS_BYTES {
+            return Err(LoadError::ListTools(format!(
+                "the tool specs take {total} bytes; a plugin's may take {MAX_SPECS_BYTES}"
+            )));
+        }
         let mut tools: Vec<ToolSpec> = Vec::with_capacity(specs.len());
         for spec in specs {
             let tool = check_tool_spec(spec)?;
@@ -223,6 +248,16 @@ fn check_tool_spec(
     if spec.description.trim().is_empty() {
         return Err(invalid("the description is empty"));
     }
+    if spec.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(invalid(&format!(
+            "the description is over {MAX_DESCRIPTION_BYTES} bytes"
+        )));
+    }
+    if spec.input_schema.len() > MAX_SCHEMA_BYTES {
+        return Err(invalid(&format!(
+            "the input schema is over {MAX_SCHEMA_BYTES} bytes"
+        )));
+    }
     let schema: serde_json::Value = serde_json::from_str(&spec.input_schema)
         .map_err(|err| invalid(&format!("the input schema is not JSON: {err}")))?;
     if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
@@ -231,6 +266,7 @@ fn check_tool_spec(
         ));
     }
     Ok(ToolSpec {
+        input_schema_bytes: spec.input_schema.len(),
         name: spec.name,
         description: spec.description,
         input_schema: schema,
@@ -241,13 +277,6 @@ fn capability_import(capability: Capability) -> &'static str {
     match capability {
         Capability::Log => LOG_IMPORT,
         Capability::Tasks => TASKS_IMPORT,
-    }
-}
-
-pub fn capability_name(capability: Capability) -> &'static str {
-    match capability {
-        Capability::Log => "log",
-        Capability::Tasks => "tasks",
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::policy::{normalize_host, url_host};
+
 /// `<name>.toml`, beside `<name>.wasm` in the plugin directory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,9 +20,18 @@ pub struct Manifest {
     pub version: String,
     /// Which world the component must implement.
     pub kind: PluginKind,
-    /// Host interfaces the component may import beyond WASI.
+    /// Host interfaces the component asks to import beyond WASI.
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// `host:port` pairs its requests need to reach (a provider's base URL
+    /// host among them). Asked for here, granted by the operator's policy.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Names of the secrets it needs the host to add to its requests (e.g.
+    /// `api_key`). Which environment variable backs a name is the
+    /// operator's choice, never the manifest's.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
     /// Where a provider's HTTP requests go; absent for providers that need
@@ -28,41 +39,19 @@ pub struct Manifest {
     pub provider: Option<ProviderEndpoint>,
 }
 
-/// The one place a provider plugin's requests may go, and the key the host
-/// adds to them. The plugin never sees either: it describes a request by
-/// path, and the host joins it to this base URL.
+/// Where a provider plugin's requests go, and which of its secrets the host
+/// adds to them. The plugin never sees the secret: it describes a request
+/// by path, and the host joins it to this base URL (or the operator's
+/// override, see the policy's `base_url_env`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderEndpoint {
-    /// e.g. `https://api.openai.com/v1`.
+    /// e.g. `https://api.openai.com/v1`; its `host:port` must be among the
+    /// manifest's `hosts`.
     pub base_url: String,
-    /// An environment variable that, when set, replaces `base_url`
-    /// (e.g. `OPENAI_BASE_URL`, as the OpenAI SDKs read it).
-    pub base_url_env: Option<String>,
-    /// The environment variable holding the API key (e.g. `OPENAI_API_KEY`).
-    pub api_key_env: Option<String>,
-}
-
-impl ProviderEndpoint {
-    /// The base URL in effect: the env override if set, else `base_url`,
-    /// without a trailing slash.
-    pub fn resolved_base_url(&self) -> String {
-        let url = self
-            .base_url_env
-            .as_deref()
-            .and_then(|name| std::env::var(name).ok())
-            .filter(|url| !url.trim().is_empty())
-            .unwrap_or_else(|| self.base_url.clone());
-        url.trim().trim_end_matches('/').to_string()
-    }
-
-    /// The API key, read from its environment variable at each use.
-    pub fn api_key(&self) -> Option<String> {
-        self.api_key_env
-            .as_deref()
-            .and_then(|name| std::env::var(name).ok())
-            .filter(|key| !key.is_empty())
-    }
+    /// The secret (one of the manifest's `secrets`) the host sends as
+    /// `Authorization: Bearer …`.
+    pub api_key_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -73,6 +62,9 @@ pub enum PluginKind {
     /// Exports `wasmgate:plugin/provider` (world `provider-plugin`).
     Provider,
 }
+
+/// Names no plugin may take: files of the operator's in the plugin directory.
+const RESERVED_NAMES: &[&str] = &["policy"];
 
 impl PluginKind {
     pub fn as_str(self) -> &'static str {
@@ -85,13 +77,22 @@ impl PluginKind {
 
 /// A host interface a plugin may import. Anything not listed here is an
 /// unknown capability and fails the load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     /// `wasmgate:plugin/log`. Granted to every plugin; listing it is allowed.
     Log,
     /// `wasmgate:plugin/tasks`, bound to the calling user.
     Tasks,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Log => "log",
+            Capability::Tasks => "tasks",
+        }
+    }
 }
 
 /// Per-plugin resource limits. Every field has a default, and every default
@@ -160,19 +161,41 @@ impl Manifest {
                 self.name
             ));
         }
+        if RESERVED_NAMES.contains(&self.name.as_str()) {
+            return Err(format!("the name {:?} is reserved", self.name));
+        }
         if self.version.trim().is_empty() {
             return Err("version must not be empty".into());
         }
         if self.kind == PluginKind::Provider && self.capabilities.contains(&Capability::Tasks) {
             return Err("a provider may not be granted the tasks capability".into());
         }
+        for host in &self.hosts {
+            normalize_host(host).map_err(|err| format!("hosts: {err}"))?;
+        }
+        for secret in &self.secrets {
+            let ok = !secret.is_empty()
+                && secret.len() <= 64
+                && secret
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok {
+                return Err(format!(
+                    "secret name {secret:?} must be 1-64 characters of a-z, 0-9 and '_'"
+                ));
+            }
+        }
         if let Some(endpoint) = &self.provider {
             if self.kind != PluginKind::Provider {
                 return Err("only a provider may have a [provider] section".into());
             }
-            let url = &endpoint.base_url;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(format!("provider.base_url {url:?} must be an http(s) URL"));
+            self.check_base_url(&endpoint.base_url)?;
+            if let Some(secret) = &endpoint.api_key_secret
+                && !self.secrets.contains(secret)
+            {
+                return Err(format!(
+                    "provider.api_key_secret {secret:?} must be one of the manifest's secrets"
+                ));
             }
         }
         let limits = &self.limits;
@@ -198,9 +221,43 @@ impl Manifest {
         Ok(())
     }
 
+    fn check_base_url(&self, base_url: &str) -> Result<(), String> {
+        let url = check_base_url(base_url).map_err(|err| format!("provider.base_url: {err}"))?;
+        let host = url_host(&url).unwrap_or_default();
+        let asked = self
+            .hosts
+            .iter()
+            .any(|h| normalize_host(h).is_ok_and(|h| h == host));
+        if !asked {
+            return Err(format!(
+                "provider.base_url goes to {host}, which is not among the manifest's hosts"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the manifest asks for `capability` (`log` always counts).
     pub fn grants(&self, capability: Capability) -> bool {
         capability == Capability::Log || self.capabilities.contains(&capability)
     }
+}
+
+/// A base URL requests may be joined to: http(s), a host, no credentials,
+/// query or fragment.
+pub fn check_base_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text.trim()).map_err(|err| format!("{text:?}: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!(
+            "{text:?} must be an http(s) URL with a host and no credentials, query or fragment"
+        ));
+    }
+    Ok(url)
 }
 
 fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
@@ -272,5 +329,53 @@ mod tests {
             "name = \"x\"\nversion = \"1\"\nkind = \"provider\"\ncapabilities = [\"tasks\"]",
             Err("provider may not"),
         );
+        check(
+            "name = \"policy\"\nversion = \"1\"\nkind = \"tool\"",
+            Err("reserved"),
+        );
+    }
+
+    const PROVIDER: &str = "name = \"p\"\nversion = \"1\"\nkind = \"provider\"\n";
+
+    #[test]
+    fn a_manifest_names_secrets_never_variables() {
+        // The attack of old: the manifest chose the host secret and where it went.
+        check(
+            &format!(
+                "{PROVIDER}[provider]\nbase_url = \"http://127.0.0.1:9/\"\napi_key_env = \"BETTER_AUTH_SECRET\""
+            ),
+            Err("unknown field `api_key_env`"),
+        );
+        check(
+            &format!("{PROVIDER}[provider]\nbase_url = \"http://127.0.0.1:9/\""),
+            Err("not among the manifest's hosts"),
+        );
+        check(
+            &format!(
+                "{PROVIDER}hosts = [\"127.0.0.1:9\"]\n[provider]\nbase_url = \"http://127.0.0.1:9/\"\napi_key_secret = \"key\""
+            ),
+            Err("must be one of the manifest's secrets"),
+        );
+        check(
+            &format!(
+                "{PROVIDER}hosts = [\"a.example:443\"]\nsecrets = [\"key\"]\n[provider]\nbase_url = \"https://a.example/v1\"\napi_key_secret = \"key\""
+            ),
+            Ok(()),
+        );
+        for url in [
+            "https://u:p@a.example/v1",
+            "https://a.example/v1?k=1",
+            "ftp://a.example/",
+        ] {
+            check(
+                &format!("{PROVIDER}hosts = [\"a.example:443\"]\n[provider]\nbase_url = \"{url}\""),
+                Err("provider.base_url"),
+            );
+        }
+        check(
+            &format!("{BASE}secrets = [\"API KEY\"]"),
+            Err("secret name"),
+        );
+        check(&format!("{BASE}hosts = [\"a.example\"]"), Err("hosts"));
     }
 }

@@ -80,13 +80,25 @@ pub enum StreamEvent {
     },
 }
 
+/// Tool calls one provider round may ask for.
+pub const MAX_TOOL_CALLS_PER_ROUND: usize = 16;
+/// Longest tool-call id a provider may return, in bytes.
+pub const MAX_TOOL_CALL_ID_BYTES: usize = 256;
+/// Longest tool name (names are checked at load: at most 64 bytes).
+const MAX_TOOL_NAME_BYTES: usize = 64;
+/// Longest provider error message kept.
+const MAX_PROVIDER_ERROR_BYTES: usize = 2 * 1024;
+
 /// A streamed response being decoded: one instance of the provider for the
-/// whole stream, each chunk under the plugin's per-call time limit.
+/// whole stream, each chunk under the plugin's per-call time limit, and all
+/// of the stream's events together under its output limit.
 pub struct StreamDecoder {
     session: Session,
     instance: ProviderPlugin,
     decoder: ResourceAny,
     plugin: Arc<Plugin>,
+    /// Bytes of text, ids, names and arguments emitted so far.
+    emitted: usize,
 }
 
 impl Runtime {
@@ -156,6 +168,7 @@ impl Runtime {
             instance,
             decoder,
             plugin: plugin.clone(),
+            emitted: 0,
         })
     }
 
@@ -169,7 +182,7 @@ impl Runtime {
                 plugin.name()
             )));
         };
-        instances.take(TasksHost::new(String::new(), None)).await
+        instances.take(TasksHost::nobody()).await
     }
 }
 
@@ -187,6 +200,28 @@ impl StreamDecoder {
             })
             .await?
             .map_err(provider_error)?;
+        for event in &events {
+            self.emitted += match event {
+                wit::StreamEvent::TextDelta(text) => text.len(),
+                wit::StreamEvent::ToolCallDelta(delta) => {
+                    let id = delta.id.as_deref().map_or(0, str::len);
+                    let name = delta.name.as_deref().map_or(0, str::len);
+                    if delta.index as usize >= MAX_TOOL_CALLS_PER_ROUND
+                        || id > MAX_TOOL_CALL_ID_BYTES
+                        || name > MAX_TOOL_NAME_BYTES
+                    {
+                        return Err(CallError::Provider(format!(
+                            "{} streamed a tool call beyond the limits ({MAX_TOOL_CALLS_PER_ROUND} \
+                             calls, ids of {MAX_TOOL_CALL_ID_BYTES} bytes, names of \
+                             {MAX_TOOL_NAME_BYTES})",
+                            self.plugin.name()
+                        )));
+                    }
+                    id + name + delta.arguments_fragment.len()
+                }
+            };
+        }
+        check_output(&self.plugin, self.emitted)?;
         Ok(events
             .into_iter()
             .map(|event| match event {
@@ -261,11 +296,24 @@ fn from_wit_completion(
     plugin: &Plugin,
     completion: wit::Completion,
 ) -> Result<Completion, CallError> {
-    let size = completion.text.len()
-        + completion
-            .tool_calls
+    let calls = &completion.tool_calls;
+    if calls.len() > MAX_TOOL_CALLS_PER_ROUND
+        || calls
             .iter()
-            .map(|call| call.arguments.len() + call.name.len())
+            .any(|c| c.id.len() > MAX_TOOL_CALL_ID_BYTES || c.name.len() > MAX_TOOL_NAME_BYTES)
+    {
+        return Err(CallError::Provider(format!(
+            "{} asked for {} tool calls; a round may ask for {MAX_TOOL_CALLS_PER_ROUND}, with ids \
+             of at most {MAX_TOOL_CALL_ID_BYTES} bytes",
+            plugin.name(),
+            calls.len()
+        )));
+    }
+    let size = completion.text.len()
+        + completion.finish_reason.len()
+        + calls
+            .iter()
+            .map(|call| call.id.len() + call.arguments.len() + call.name.len())
             .sum::<usize>();
     check_output(plugin, size)?;
     Ok(Completion {
@@ -287,7 +335,7 @@ fn from_wit_completion(
 }
 
 fn provider_error(error: wit::ProviderError) -> CallError {
-    CallError::Provider(match error {
+    let mut message = match error {
         wit::ProviderError::Unsupported(message) => format!("unsupported request: {message}"),
         wit::ProviderError::BadResponse(message) => {
             format!("unreadable provider response: {message}")
@@ -295,5 +343,14 @@ fn provider_error(error: wit::ProviderError) -> CallError {
         wit::ProviderError::Upstream((status, message)) => {
             format!("the provider answered {status}: {message}")
         }
-    })
+    };
+    if message.len() > MAX_PROVIDER_ERROR_BYTES {
+        let mut end = MAX_PROVIDER_ERROR_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    CallError::Provider(message)
 }

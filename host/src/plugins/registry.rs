@@ -5,14 +5,15 @@
 //! runs; a reload builds the next snapshot off to the side and swaps it in.
 //! Readers never lock and never see a half-built set.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use super::error::LoadError;
 use super::load::PluginFiles;
+use super::policy::{Grant, POLICY_FILE, Policy, PolicySource};
 use super::runtime::{Plugin, Runtime, ToolSpec};
 
 pub struct Registry {
@@ -27,6 +28,8 @@ pub struct Snapshot {
     tools: HashMap<String, (Arc<Plugin>, usize)>,
     /// Plugins that failed to load, with why (shown to operators).
     rejected: BTreeMap<String, String>,
+    /// Tool name → the plugin that owns it (see [`ToolOwners`]).
+    owners: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -47,78 +50,160 @@ impl Registry {
     }
 }
 
+/// Where plugins come from: a directory, the operator's policy, and the
+/// ledger of who owns which tool.
+#[derive(Clone)]
+pub struct PluginSource {
+    pub dir: PathBuf,
+    pub policy: PolicySource,
+    /// Persisted tool ownership (the database); `None` keeps it in memory.
+    pub owners: Option<Arc<dyn ToolOwners>>,
+}
+
+impl PluginSource {
+    /// `dir` with the policy in it and no persisted ownership.
+    pub fn dir(dir: &Path) -> PluginSource {
+        PluginSource {
+            dir: dir.to_path_buf(),
+            policy: PolicySource::in_dir(dir),
+            owners: None,
+        }
+    }
+}
+
+/// Which plugin owns each tool, kept across restarts: a plugin that served
+/// a tool keeps it through its own updates and restarts, and a newcomer
+/// offering the same tool stays rejected until the owner is removed.
+#[async_trait::async_trait]
+pub trait ToolOwners: Send + Sync {
+    /// Tool name → owning plugin name.
+    async fn load(&self) -> anyhow::Result<BTreeMap<String, String>>;
+    /// Replaces the ledger with `owners`.
+    async fn save(&self, owners: &BTreeMap<String, String>) -> anyhow::Result<()>;
+}
+
 impl Snapshot {
-    /// Loads every plugin in `dir` (each `<name>.toml` with its `<name>.wasm`).
-    /// A plugin that fails to load is logged and left out; it never stops
-    /// the others from serving.
-    pub async fn load_dir(runtime: &Runtime, dir: &Path) -> Snapshot {
-        Snapshot::load_dir_after(runtime, dir, &Snapshot::default()).await
+    /// Loads every plugin of `source` (each `<name>.toml` with its
+    /// `<name>.wasm`). A plugin that fails to load or is not granted what it
+    /// asks for is logged and left out; it never stops the others.
+    pub async fn load_dir(runtime: &Runtime, source: &PluginSource) -> Snapshot {
+        Snapshot::load_dir_after(runtime, source, &Snapshot::default()).await
     }
 
-    /// The next snapshot after `previous`, from what `dir` holds now:
-    /// unchanged plugins are reused as they are (no recompilation, their
+    /// The next snapshot after `previous`, from what the directory holds
+    /// now: unchanged plugins are reused as they are (no recompilation, their
     /// in-flight calls undisturbed), changed ones are loaded anew, removed
     /// ones are gone. A plugin whose new files fail to load keeps serving
-    /// its previous version; the failure is recorded in `rejected`.
-    pub async fn load_dir_after(runtime: &Runtime, dir: &Path, previous: &Snapshot) -> Snapshot {
+    /// its previous version; the failure is recorded in `rejected`. A plugin
+    /// the policy no longer grants stops serving.
+    pub async fn load_dir_after(
+        runtime: &Runtime,
+        source: &PluginSource,
+        previous: &Snapshot,
+    ) -> Snapshot {
         let mut snapshot = Snapshot::default();
+        let dir = source.dir.as_path();
         let mut manifests: Vec<_> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+                .filter(|path| {
+                    path.file_name().is_some_and(|name| name != POLICY_FILE)
+                        && *path != source.policy.path
+                })
                 .collect(),
             Err(err) => {
                 tracing::warn!(dir = %dir.display(), error = %err, "cannot read the plugin directory; serving no plugins");
                 return snapshot;
             }
         };
-        // A stable order makes clashes resolve the same way on every load.
+        let policy = source.policy.read();
+        if let Err(err) = &policy {
+            tracing::error!(error = %err, "the policy cannot be used; nothing beyond `log` is granted");
+        }
+        let present: BTreeSet<String> = manifests.iter().map(|path| file_key(path)).collect();
+        snapshot.owners = previous.owners.clone();
+        if let Some(ledger) = &source.owners {
+            match ledger.load().await {
+                Ok(stored) => {
+                    for (tool, owner) in stored {
+                        snapshot.owners.entry(tool).or_insert(owner);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "cannot read the tool owners")
+                }
+            }
+        }
+        // A removed plugin gives its tools up.
+        snapshot.owners.retain(|_, owner| present.contains(owner));
+
+        // A stable order makes first claims resolve the same way on every load.
         manifests.sort();
-        // Load everything first, then insert what was already serving before
-        // what is new: on a clash, the working plugin keeps its tools and the
-        // newcomer is the one rejected.
         let mut outcomes = Vec::new();
         for path in manifests {
-            let key = path
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let before = previous
-                .plugins
-                .values()
-                .find(|p| p.origin.as_deref() == Some(path.as_path()))
-                .cloned();
+            let key = file_key(&path);
+            let before = previous.plugins.get(&key).cloned();
             let loaded = match PluginFiles::read(&path) {
                 Ok(files) => match &before {
-                    Some(plugin) if plugin.source == files.fingerprint() => {
-                        Ok((plugin.clone(), true))
+                    Some(plugin)
+                        if plugin.source == files.fingerprint()
+                            && still_granted(&policy, plugin) =>
+                    {
+                        Ok(plugin.clone())
                     }
-                    _ => runtime.load_files(&files).await.map(|plugin| {
-                        log_loaded(&plugin);
-                        (Arc::new(plugin), false)
-                    }),
+                    _ => load_granted(runtime, &files, &key, &policy).await,
                 },
                 Err(err) => Err(err),
             };
             outcomes.push((key, before, loaded));
         }
-        outcomes.sort_by_key(|(_, _, loaded)| !matches!(loaded, Ok((_, true))));
+        // What served before goes in first, so it keeps its tools against
+        // newcomers even without a ledger.
+        outcomes.sort_by_key(|(_, before, _)| before.is_none());
         for (key, before, loaded) in outcomes {
-            let result = loaded.and_then(|(plugin, _)| snapshot.insert(plugin));
+            let result = loaded.and_then(|plugin| snapshot.insert(plugin));
             if let Err(err) = result {
                 tracing::error!(plugin = %key, error = %err, "plugin rejected");
+                let not_granted = matches!(err, LoadError::NotGrantedByPolicy(_));
                 snapshot.rejected.insert(key, err.to_string());
+                // The previous version keeps serving a broken update, never
+                // a revoked grant.
                 if let Some(plugin) = before
+                    && !not_granted
+                    && still_granted(&policy, &plugin)
                     && snapshot.insert(plugin.clone()).is_ok()
                 {
                     tracing::warn!(plugin = plugin.name(), "the previous version keeps serving");
                 }
             }
         }
+        // A serving plugin's claims are what it offers now; a plugin that is
+        // present but not serving keeps its claims.
+        let serving = &snapshot.plugins;
+        snapshot.owners.retain(|tool, owner| {
+            serving
+                .get(owner)
+                .is_none_or(|plugin| plugin.tools.iter().any(|t| &t.name == tool))
+        });
+        for plugin in snapshot.plugins.values() {
+            for tool in &plugin.tools {
+                snapshot
+                    .owners
+                    .insert(tool.name.clone(), plugin.name().to_string());
+            }
+        }
+        if let Some(ledger) = &source.owners
+            && snapshot.owners != previous.owners
+            && let Err(err) = ledger.save(&snapshot.owners).await
+        {
+            tracing::warn!(error = %format!("{err:#}"), "cannot record the tool owners");
+        }
         snapshot
     }
 
-    /// Adds `plugin`, unless its name or one of its tools is taken.
+    /// Adds `plugin`, unless its name or one of its tools is taken (served
+    /// by another plugin, or owned by one whose files are still there).
     pub fn insert(&mut self, plugin: Arc<Plugin>) -> Result<(), LoadError> {
         if let Some(other) = self.plugins.get(plugin.name()) {
             return Err(LoadError::NameClash {
@@ -126,14 +211,8 @@ impl Snapshot {
                 other: format!("another plugin ({})", other.sha256),
             });
         }
-        for tool in &plugin.tools {
-            if let Some((other, _)) = self.tools.get(&tool.name) {
-                return Err(LoadError::ToolClash {
-                    tool: tool.name.clone(),
-                    first: other.name().to_string(),
-                    second: plugin.name().to_string(),
-                });
-            }
+        if let Some(clash) = self.clash(&plugin) {
+            return Err(clash);
         }
         for (index, tool) in plugin.tools.iter().enumerate() {
             self.tools
@@ -144,13 +223,16 @@ impl Snapshot {
     }
 
     /// Why `plugin` could not join this set in place of its namesake: a tool
-    /// another plugin already offers.
+    /// another plugin offers or owns.
     pub fn clash(&self, plugin: &Plugin) -> Option<LoadError> {
         plugin.tools.iter().find_map(|tool| {
-            let (other, _) = self.tools.get(&tool.name)?;
-            (other.name() != plugin.name()).then(|| LoadError::ToolClash {
+            let owner = match self.tools.get(&tool.name) {
+                Some((other, _)) => other.name(),
+                None => self.owners.get(&tool.name)?.as_str(),
+            };
+            (owner != plugin.name()).then(|| LoadError::ToolClash {
                 tool: tool.name.clone(),
-                first: other.name().to_string(),
+                first: owner.to_string(),
                 second: plugin.name().to_string(),
             })
         })
@@ -185,6 +267,56 @@ impl Snapshot {
     pub fn rejected(&self) -> &BTreeMap<String, String> {
         &self.rejected
     }
+}
+
+/// A plugin directory entry's name: its manifest's file stem, which must be
+/// the plugin's name.
+fn file_key(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// What the policy grants `plugin` (a policy that cannot be read grants
+/// nothing).
+fn granted(policy: &Result<Policy, String>, plugin: &Plugin) -> Result<Grant, LoadError> {
+    let denied = match policy {
+        Ok(policy) => policy.grant(&plugin.manifest, &plugin.sha256),
+        Err(err) => Policy::default()
+            .grant(&plugin.manifest, &plugin.sha256)
+            .map_err(|mut denied| {
+                denied.refused = Some(err.clone());
+                denied
+            }),
+    };
+    denied.map_err(|denied| LoadError::NotGrantedByPolicy(denied.to_string()))
+}
+
+/// Whether the policy still grants `plugin` exactly what it was given.
+fn still_granted(policy: &Result<Policy, String>, plugin: &Plugin) -> bool {
+    granted(policy, plugin).is_ok_and(|grant| grant == plugin.grant)
+}
+
+/// Loads a plugin from its files and gives it what the policy grants.
+async fn load_granted(
+    runtime: &Runtime,
+    files: &PluginFiles,
+    key: &str,
+    policy: &Result<Policy, String>,
+) -> Result<Arc<Plugin>, LoadError> {
+    let mut plugin = runtime.load_files(files).await?;
+    if plugin.name() != key {
+        return Err(LoadError::Manifest {
+            path: files.manifest_path.display().to_string(),
+            message: format!(
+                "the manifest names the plugin {:?}; its files must be named after it",
+                plugin.name()
+            ),
+        });
+    }
+    plugin.grant = granted(policy, &plugin)?;
+    log_loaded(&plugin);
+    Ok(Arc::new(plugin))
 }
 
 fn log_loaded(plugin: &Plugin) {

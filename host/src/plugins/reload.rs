@@ -6,7 +6,6 @@
 //! new calls get the new one. One reload runs at a time; file events that
 //! arrive meanwhile are folded into the next one.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::signal::unix::SignalKind;
 use tokio::sync::{Mutex, mpsc};
 
-use super::{Registry, Runtime, Snapshot};
+use super::{PluginSource, Registry, Runtime, Snapshot};
 
 /// How long the directory must be quiet before a reload: copying a
 /// component and its manifest produces a burst of events.
@@ -24,7 +23,7 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 pub struct Reloader {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
-    dir: PathBuf,
+    source: PluginSource,
     /// Serialises reloads.
     running: Mutex<()>,
     pub reloads: AtomicU64,
@@ -41,11 +40,15 @@ pub struct ReloadReport {
 }
 
 impl Reloader {
-    pub fn new(runtime: Arc<Runtime>, registry: Arc<Registry>, dir: PathBuf) -> Arc<Reloader> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        source: PluginSource,
+    ) -> Arc<Reloader> {
         Arc::new(Reloader {
             runtime,
             registry,
-            dir,
+            source,
             running: Mutex::new(()),
             reloads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -53,7 +56,11 @@ impl Reloader {
     }
 
     pub fn dir(&self) -> &std::path::Path {
-        &self.dir
+        &self.source.dir
+    }
+
+    pub fn source(&self) -> &PluginSource {
+        &self.source
     }
 
     /// Rescans the directory and swaps in the result.
@@ -61,7 +68,7 @@ impl Reloader {
         let _one_at_a_time = self.running.lock().await;
         let started = Instant::now();
         let previous = self.registry.snapshot();
-        let next = Snapshot::load_dir_after(&self.runtime, &self.dir, &previous).await;
+        let next = Snapshot::load_dir_after(&self.runtime, &self.source, &previous).await;
         let report = ReloadReport {
             plugins: next.plugins().map(|p| p.name().to_string()).collect(),
             rejected: next
@@ -132,8 +139,8 @@ impl Reloader {
                     let _ = changes.try_send(());
                 }
             })?;
-        std::fs::create_dir_all(&self.dir)?;
-        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+        std::fs::create_dir_all(&self.source.dir)?;
+        watcher.watch(&self.source.dir, RecursiveMode::NonRecursive)?;
         Ok(watcher)
     }
 }

@@ -11,8 +11,10 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings;
 use super::cache::ComponentCache;
 use super::engine::{self, Allocator, AllocatorChoice};
+use super::host::tasks::{TaskLimits, WriteWindows};
 use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
+use super::policy::Grant;
 use super::state::CallState;
 use super::stats::PluginStats;
 use crate::tasks::TaskRepository;
@@ -26,6 +28,8 @@ pub struct Runtime {
     /// Where the `tasks` capability reads and writes; `None` in tools-only
     /// setups (benchmarks, `plugins check`), where it answers `unavailable`.
     pub(super) tasks: Option<Arc<dyn TaskRepository>>,
+    pub(super) task_limits: Arc<TaskLimits>,
+    pub(super) write_windows: Arc<WriteWindows>,
 }
 
 pub struct RuntimeOptions {
@@ -33,6 +37,8 @@ pub struct RuntimeOptions {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub tasks: Option<Arc<dyn TaskRepository>>,
+    /// What calls may ask of the `tasks` capability.
+    pub task_limits: TaskLimits,
 }
 
 /// A loaded, validated plugin, ready to be called. Immutable: a new version
@@ -48,6 +54,9 @@ pub struct Plugin {
     pub origin: Option<PathBuf>,
     /// Fingerprint of its files (see `PluginFiles::fingerprint`).
     pub(super) source: String,
+    /// What the operator's policy grants it (nothing until it joins a
+    /// snapshot through the registry).
+    pub grant: Grant,
     /// Call figures of this version, for the admin API and `/metrics`.
     pub stats: PluginStats,
     pub(super) name: Arc<str>,
@@ -61,6 +70,8 @@ pub struct ToolSpec {
     pub description: String,
     /// The JSON Schema of the arguments, parsed and checked at load.
     pub input_schema: serde_json::Value,
+    /// Its size as the plugin wrote it (bounded at load; turns budget it).
+    pub input_schema_bytes: usize,
 }
 
 /// The pre-instantiated component (imports resolved and type-checked once,
@@ -91,6 +102,8 @@ impl Runtime {
             allocator,
             cache,
             tasks: options.tasks,
+            task_limits: Arc::new(options.task_limits),
+            write_windows: Default::default(),
         })
     }
 

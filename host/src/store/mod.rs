@@ -8,6 +8,7 @@
 mod conversations;
 mod sessions;
 mod tasks;
+mod tool_owners;
 
 pub use conversations::{Conversation, NewMessage, Order, StoredMessage};
 pub use sessions::ChatKitSession;
@@ -25,7 +26,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/wasmgate.db";
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Tasks one user may hold, whatever the door; 0 for no limit.
+    max_tasks_per_user: i64,
 }
+
+/// The default of `WASMGATE_MAX_TASKS_PER_USER`.
+pub const DEFAULT_MAX_TASKS_PER_USER: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -95,7 +101,16 @@ impl Store {
             .run(&pool)
             .await
             .context("applying database migrations")?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            max_tasks_per_user: DEFAULT_MAX_TASKS_PER_USER.into(),
+        })
+    }
+
+    /// Sets how many tasks one user may hold (0: no limit).
+    pub fn with_max_tasks_per_user(mut self, max: u32) -> Store {
+        self.max_tasks_per_user = max.into();
+        self
     }
 
     /// Whether the database answers (for `/readyz`).

@@ -39,18 +39,25 @@ impl TaskRepository for Store {
     async fn add(&self, user: &UserId, new: NewTask) -> Result<Task, TaskError> {
         let new = new.validated()?;
         let at = now();
+        // The quota is checked in the insert itself: one statement, and
+        // SQLite's single writer makes it exact (PostgreSQL's concurrent
+        // inserts may pass it by a few).
         let row = sqlx::query(concat!(
             "INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at) \
-             VALUES ($1, $2, $3, FALSE, $4, $4) RETURNING ",
+             SELECT $1, $2, $3, FALSE, $4, $4 \
+             WHERE $5 <= 0 OR (SELECT COUNT(*) FROM tasks WHERE user_id = $1) < $5 \
+             RETURNING ",
             task_columns!()
         ))
         .bind(user)
         .bind(&new.title)
         .bind(&new.description)
         .bind(&at)
-        .fetch_one(&self.pool)
+        .bind(self.max_tasks_per_user)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)?
+        .ok_or(TaskError::Quota(self.max_tasks_per_user))?;
         task(&row).map_err(unavailable)
     }
 

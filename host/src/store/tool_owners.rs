@@ -1,0 +1,37 @@
+//! The ledger of which plugin owns each tool (see
+//! `plugins::registry::ToolOwners`).
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::Store;
+use crate::plugins::ToolOwners;
+
+#[async_trait::async_trait]
+impl ToolOwners for Store {
+    async fn load(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let rows = sqlx::query("SELECT tool, plugin FROM tool_owners")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("tool")?, row.try_get("plugin")?)))
+            .collect()
+    }
+
+    async fn save(&self, owners: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM tool_owners")
+            .execute(&mut *tx)
+            .await?;
+        for (tool, plugin) in owners {
+            sqlx::query("INSERT INTO tool_owners (tool, plugin) VALUES ($1, $2)")
+                .bind(tool)
+                .bind(plugin)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
