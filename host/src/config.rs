@@ -41,6 +41,13 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Internal: compile a component from stdin to stdout, for the server
+    /// (which runs this in a child it can kill when the budget runs out).
+    #[command(name = "__compile", hide = true)]
+    Compile {
+        /// `pooling` or `on-demand`: the parent engine's allocator.
+        allocator: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +118,17 @@ pub struct ServeConfig {
     /// Default: `policy.toml` in the plugin directory.
     #[arg(long, env = "WASMGATE_POLICY")]
     pub policy: Option<PathBuf>,
+
+    /// Guest memory all plugin instances may use together, in MiB. Each
+    /// plugin reserves room for two running instances when it loads (one
+    /// that does not fit is rejected); further calls share the rest.
+    #[arg(long, env = "WASMGATE_MEMORY_MIB", default_value_t = crate::plugins::budget::DEFAULT_MEMORY_MIB)]
+    pub memory_mib: u32,
+
+    /// Wall-clock budget for compiling one component, in seconds; a
+    /// component that takes longer is rejected (and nothing is cached).
+    #[arg(long, env = "WASMGATE_COMPILE_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub compile_timeout_secs: f64,
 
     /// Directory for compiled components, so restarts do not recompile. Empty disables it.
     #[arg(long, env = "WASMGATE_CACHE_DIR", default_value = "data/cache")]

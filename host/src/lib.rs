@@ -21,7 +21,8 @@ use agent::{Agent, AgentConfig};
 use auth::{AuthConfig, Authenticator};
 use config::ServeConfig;
 use plugins::{
-    PluginSource, PolicySource, Registry, Reloader, Runtime, RuntimeOptions, Snapshot, TaskLimits,
+    CompileMode, PluginSource, PolicySource, Registry, Reloader, Runtime, RuntimeOptions,
+    TaskLimits,
 };
 use store::Store;
 
@@ -72,6 +73,11 @@ pub async fn run(
             writes_per_user_minute: config.task_writes_per_minute,
             ..TaskLimits::default()
         },
+        compile: CompileMode::Subprocess {
+            exe: std::env::current_exe().context("finding the wasmgate binary to compile with")?,
+            budget: Duration::from_secs_f64(config.compile_timeout_secs.max(0.001)),
+        },
+        memory_mib: config.memory_mib,
     })?);
     let source = PluginSource {
         dir: config.plugins.clone(),
@@ -81,12 +87,15 @@ pub async fn run(
         },
         owners: Some(Arc::new(store.clone())),
     };
-    let snapshot = Snapshot::load_dir(&runtime, &source).await;
-    let registry = Arc::new(Registry::new(snapshot));
+    // The plugins load in the background: `/healthz` answers at once,
+    // `/readyz` once they are in, however long compiling them takes.
+    let registry = Arc::new(Registry::loading());
     let reloader = Reloader::new(runtime.clone(), registry.clone(), source);
     if let Err(err) = reloader.watch() {
         tracing::warn!(error = %format!("{err:#}"), "cannot watch the plugin directory; reload with SIGHUP or the admin API");
     }
+    let first_load = reloader.clone();
+    tokio::spawn(async move { first_load.reload().await });
 
     let agent = Agent::new(
         runtime.clone(),

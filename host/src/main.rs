@@ -44,6 +44,7 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Compile { allocator } => wasmgate::plugins::compile::child_main(&allocator),
             Command::Plugins { command } => match command {
                 PluginsCommand::Check { file } => wasmgate::cli::check::run(&file).await,
                 PluginsCommand::New { name, dir, sdk } => {

@@ -718,3 +718,135 @@ async fn a_forty_megabyte_tool_list_is_rejected_at_load() {
         .expect("the schema bomb must not load");
     assert!(error.to_string().contains("bytes"), "{error}");
 }
+
+#[tokio::test]
+async fn a_slow_compile_meets_its_budget_and_never_delays_start_up() {
+    let examples = crate::support::workspace_root().join("target/example-plugins");
+    let slow = component(&examples, "search-tasks");
+    let bomb = component(&test_plugins_dir(), "schema-bomb");
+    let dir = plugin_dir(
+        &[
+            ("search-tasks.wasm", &slow),
+            (
+                "search-tasks.toml",
+                &std::fs::read(examples.join("search-tasks.toml")).unwrap(),
+            ),
+            ("schema-bomb.wasm", &bomb),
+            (
+                "schema-bomb.toml",
+                &std::fs::read(test_plugins_dir().join("schema-bomb.toml")).unwrap(),
+            ),
+        ],
+        "\n[plugins.search-tasks]\ncapabilities = [\"tasks\", \"log\"]\n",
+    );
+    // The 18 MB Python component takes about 11 s to compile here; the
+    // stock ones a fraction of a second.
+    let server = TestServer::start_with(dir.path(), &[("WASMGATE_COMPILE_TIMEOUT_SECS", "3")]);
+    let client = reqwest::Client::new();
+    let mut saw_loading = false;
+    for _ in 0..400 {
+        if let Ok(health) = client.get(server.url("/healthz")).send().await {
+            assert_eq!(health.status(), 200);
+            let ready = client.get(server.url("/readyz")).send().await.unwrap();
+            if ready.status() == 200 {
+                break;
+            }
+            let body: Value = ready.json().await.unwrap();
+            saw_loading |= body["status"] == "loading_plugins";
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        saw_loading,
+        "/healthz only answered once the plugins were in"
+    );
+    let ready = readyz(&server).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let slow_error = rejection(&ready, "search-tasks");
+    assert!(
+        slow_error.contains("did not compile within"),
+        "{slow_error}"
+    );
+    assert!(rejection(&ready, "schema-bomb").contains("bytes"));
+    let (status, body) = chat(&server, "alice", "Add a task to buy milk").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Nothing is cached for either failure; the stock plugins are.
+    let cached: Vec<String> = std::fs::read_dir(server.data_dir().join("cache"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for failed in [&slow, &bomb] {
+        let sha = wasmgate::plugins::sha256_hex(failed);
+        assert!(
+            !cached.iter().any(|name| name.starts_with(&sha)),
+            "{cached:?}"
+        );
+    }
+    let rules = wasmgate::plugins::sha256_hex(&component(&plugins_dir(), "rules"));
+    assert!(
+        cached.iter().any(|name| name.starts_with(&rules)),
+        "{cached:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_plugin_at_its_limits_never_fails_a_neighbour() {
+    let runtime = std::sync::Arc::new(support::runtime());
+    let hostile = support::load(&runtime, &test_plugins_dir(), "hostile").await;
+    let echo = support::load(&runtime, &test_plugins_dir(), "echo").await;
+
+    // 64 naps hold every instance the hostile plugin may have, 64 spins
+    // keep the cores busy; the echo calls must all be served meanwhile.
+    let mut attacks = Vec::new();
+    for tool in ["nap", "spin"] {
+        for _ in 0..64 {
+            let (runtime, hostile) = (runtime.clone(), hostile.clone());
+            attacks.push(tokio::spawn(async move {
+                runtime.call_tool(&hostile, "mallory", tool, "{}").await
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut latencies = Vec::new();
+    for i in 0..100 {
+        let started = std::time::Instant::now();
+        let result = runtime
+            .call_tool(&echo, "bystander", "echo", &format!("{{\"n\":{i}}}"))
+            .await;
+        latencies.push(started.elapsed());
+        assert!(
+            result.is_ok(),
+            "the bystander's call {i} failed: {result:?}"
+        );
+    }
+    latencies.sort();
+    eprintln!(
+        "bystander echo under 64 naps + 64 spins: p50 {:?}, p99 {:?}",
+        latencies[50], latencies[98]
+    );
+    for attack in attacks {
+        assert!(attack.await.unwrap().is_err(), "an attack call succeeded");
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_beyond_the_memory_budget_is_rejected_at_load() {
+    let runtime = wasmgate::plugins::Runtime::new(wasmgate::plugins::RuntimeOptions {
+        allocator: wasmgate::plugins::AllocatorChoice::Auto,
+        cache_dir: None,
+        tasks: None,
+        task_limits: Default::default(),
+        compile: Default::default(),
+        memory_mib: 512,
+    })
+    .unwrap();
+    // echo's floor (2 × 32 MiB) fits; hostile asks for 2 × 384 MiB.
+    let _echo = support::load(&runtime, &test_plugins_dir(), "echo").await;
+    let error = runtime
+        .load_file(&test_plugins_dir().join("hostile.toml"))
+        .await
+        .err()
+        .expect("hostile must not fit");
+    assert!(error.to_string().contains("WASMGATE_MEMORY_MIB"), "{error}");
+}

@@ -341,6 +341,7 @@ async fn a_removed_plugin_leaves_the_models_tool_list() {
         "rules.toml",
         "openai.wasm",
         "openai.toml",
+        "policy.toml",
     ] {
         std::fs::copy(
             crate::support::plugins_dir().join(file),

@@ -215,6 +215,8 @@ async fn compiled_components_are_cached_on_disk() {
         cache_dir: Some(cache.path().to_path_buf()),
         tasks: None,
         task_limits: Default::default(),
+        compile: Default::default(),
+        memory_mib: wasmgate::plugins::budget::DEFAULT_MEMORY_MIB,
     })
     .unwrap();
     let echo = load(&runtime, &test_plugins_dir(), "echo").await;

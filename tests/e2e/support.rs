@@ -45,6 +45,8 @@ pub fn runtime() -> Runtime {
         cache_dir: None,
         tasks: None,
         task_limits: Default::default(),
+        compile: Default::default(),
+        memory_mib: wasmgate::plugins::budget::DEFAULT_MEMORY_MIB,
     })
     .expect("the engine builds")
 }
@@ -56,6 +58,8 @@ pub fn runtime_with(store: &Store) -> Runtime {
         cache_dir: None,
         tasks: Some(Arc::new(store.clone())),
         task_limits: Default::default(),
+        compile: Default::default(),
+        memory_mib: wasmgate::plugins::budget::DEFAULT_MEMORY_MIB,
     })
     .expect("the engine builds")
 }
@@ -244,6 +248,11 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The server's data directory (its database and compile cache).
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
     }
 
     /// The server's process id (to send it signals).

@@ -44,6 +44,8 @@ pub async fn runtime(
             writes_per_user_minute: 0,
             ..TaskLimits::default()
         },
+        compile: Default::default(),
+        memory_mib: wasmgate::plugins::budget::DEFAULT_MEMORY_MIB,
     })
     .unwrap();
     let snapshot = Snapshot::load_dir(&runtime, &PluginSource::dir(&built(plugins))).await;

@@ -15,6 +15,8 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         cache_dir: None,
         tasks: None,
         task_limits: Default::default(),
+        compile: Default::default(),
+        memory_mib: crate::plugins::budget::DEFAULT_MEMORY_MIB,
     })?;
     let manifest_path = file.with_extension("toml");
     let plugin = if manifest_path.exists() {

@@ -40,6 +40,8 @@ pub async fn run(
         cache_dir: None,
         tasks: Some(fake.clone()),
         task_limits: Default::default(),
+        compile: Default::default(),
+        memory_mib: crate::plugins::budget::DEFAULT_MEMORY_MIB,
     })?;
     let manifest_path = file.with_extension("toml");
     let plugin = if manifest_path.exists() {

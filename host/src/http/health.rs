@@ -13,19 +13,19 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// 200 once the plugin set is loaded and the database answers; 503 while
-/// the database does not.
+/// the plugins still load or the database does not answer.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let snapshot = state.registry.snapshot();
     let database = state.store.ping().await;
-    let status = if database {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let (status, word) = match (state.registry.is_loaded(), database) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading_plugins"),
+        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+        (true, true) => (StatusCode::OK, "ready"),
     };
     (
         status,
         Json(json!({
-            "status": if database { "ready" } else { "database_unavailable" },
+            "status": word,
             "plugins": snapshot.plugins().count(),
             "tools": snapshot.tools().len(),
             "rejected": snapshot.rejected().len(),

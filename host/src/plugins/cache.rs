@@ -1,8 +1,8 @@
 //! The on-disk cache of compiled components.
 //!
 //! Compiling a component with cranelift takes tens to hundreds of
-//! milliseconds; a restart or a reload of an unchanged file should not pay
-//! it again. Entries are keyed by the component's sha256 and a hash of the
+//! milliseconds (see `compile.rs`); a restart or a reload of an unchanged
+//! file should not pay it again. Entries are keyed by the component's sha256 and a hash of the
 //! engine's compilation settings, so a wasmtime upgrade or a config change
 //! can never load stale machine code.
 
@@ -31,37 +31,37 @@ impl ComponentCache {
         }
     }
 
-    /// Compiles `bytes` (whose sha256 is `sha256`), or loads the result of an
-    /// earlier compilation from disk. Cache failures are logged, never fatal.
-    pub fn compile(
-        &self,
-        engine: &Engine,
-        sha256: &str,
-        bytes: &[u8],
-    ) -> wasmtime::Result<Component> {
-        let Some(path) = self.entry(sha256) else {
-            return Component::new(engine, bytes);
-        };
+    /// The component compiled earlier from the file with `sha256`, if the
+    /// cache holds it. Cache failures are logged, never fatal.
+    pub fn lookup(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let path = self.entry(sha256)?;
         // Read into memory rather than map the file: a mapped file that
         // someone truncates under us would crash the process (SIGBUS).
-        if let Ok(compiled) = std::fs::read(&path) {
-            // SAFETY: the file was written by `store` below from
-            // `Component::serialize` of the same engine configuration (the
-            // engine key is in the name) and renamed into place atomically;
-            // wasmtime also checks its header against this engine. The cache
-            // directory belongs to the gateway, like its database.
-            match unsafe { Component::deserialize(engine, &compiled) } {
-                Ok(component) => return Ok(component),
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable cache entry")
-                }
+        let compiled = std::fs::read(&path).ok()?;
+        // SAFETY: the file was written by `store` below from
+        // `Component::serialize` of the same engine configuration (the
+        // engine key is in the name) and renamed into place atomically;
+        // wasmtime also checks its header against this engine. The cache
+        // directory belongs to the gateway, like its database.
+        match unsafe { Component::deserialize(engine, &compiled) } {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable cache entry");
+                None
             }
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(err) = store(&path, &component) {
+    }
+
+    /// Keeps `component` (compiled from the file with `sha256`) for the next
+    /// load. Called only once the plugin loaded, so nothing is cached for a
+    /// component that failed.
+    pub fn store(&self, sha256: &str, component: &Component) {
+        let Some(path) = self.entry(sha256) else {
+            return;
+        };
+        if let Err(err) = store(&path, component) {
             tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "could not cache a compiled component");
         }
-        Ok(component)
     }
 
     fn entry(&self, sha256: &str) -> Option<PathBuf> {

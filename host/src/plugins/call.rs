@@ -12,14 +12,15 @@
 //!
 //! [`Instances::take`]: super::instances::Instances::take
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::ToolError;
 use super::bindings::tool::TaskToolPre;
+use super::budget::Share;
 use super::error::CallError;
 use super::host::tasks::TasksHost;
 use super::instances::{Instances, Upkeep};
@@ -34,12 +35,21 @@ use super::state::CallState;
 pub(super) struct Session {
     /// Always `Some` until dropped.
     store: Option<Store<CallState>>,
-    plugin: Arc<str>,
-    limits: Limits,
+    parts: SessionParts,
     owner: Arc<dyn Upkeep>,
     /// Whether this session has still to start the upkeep.
     wake_owner: bool,
-    _permit: OwnedSemaphorePermit,
+}
+
+/// What a session runs under: its plugin's limits, and what admitted it.
+pub(super) struct SessionParts {
+    pub plugin: Arc<str>,
+    pub limits: Limits,
+    /// Where long-running guests take turns (see `budget.rs`).
+    pub long_running: Arc<Semaphore>,
+    /// The plugin's concurrency permit and the call's share of the host's
+    /// budget, released with the session.
+    pub _admitted: (OwnedSemaphorePermit, Share),
 }
 
 impl Runtime {
@@ -155,19 +165,15 @@ pub(super) fn check_error(plugin: &Plugin, error: &ToolError) -> Result<(), Call
 impl Session {
     pub(super) fn new(
         store: Store<CallState>,
-        plugin: &Arc<str>,
-        limits: &Limits,
-        permit: OwnedSemaphorePermit,
+        parts: SessionParts,
         owner: Arc<dyn Upkeep>,
         wake_owner: bool,
     ) -> Self {
         Session {
             store: Some(store),
-            plugin: plugin.clone(),
-            limits: limits.clone(),
+            parts,
             owner,
             wake_owner,
-            _permit: permit,
         }
     }
 
@@ -184,7 +190,16 @@ impl Session {
                 owner.clone().wake();
             }
         };
-        run_guest(store, &self.plugin, &self.limits, on_wait, body).await
+        let parts = &self.parts;
+        run_guest(
+            store,
+            &parts.plugin,
+            &parts.limits,
+            &parts.long_running,
+            on_wait,
+            body,
+        )
+        .await
     }
 }
 
@@ -199,22 +214,39 @@ impl Drop for Session {
 /// Runs `body` in `store` within `limits`' time limit, and turns whatever
 /// stopped the guest into a [`CallError`]. `on_wait` runs when the guest
 /// first waits in an async host call (if it ever does).
+///
+/// At every epoch tick the guest yields; a guest still running then is
+/// long-running, and resumes only once it holds one of `long_running`'s
+/// permits (given up again at its next tick, and when it returns), so
+/// spinning guests take turns on fewer than all the cores.
 pub(super) async fn run_guest<R>(
     store: &mut Store<CallState>,
     plugin: &str,
     limits: &Limits,
+    long_running: &Arc<Semaphore>,
     on_wait: impl FnOnce(),
     body: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
     let timeout = limits.timeout();
     let deadline = Instant::now() + timeout;
+    let turn: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+    let (slots, held) = (long_running.clone(), turn.clone());
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Yield(1)
-        })
+        if Instant::now() >= deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Give the turn up, and wait for the next one.
+        drop(lock(&held).take());
+        let (slots, held) = (slots.clone(), held.clone());
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                if let Ok(permit) = slots.acquire_owned().await {
+                    *lock(&held) = Some(permit);
+                }
+            }),
+        ))
     });
 
     let outcome = {
@@ -231,6 +263,7 @@ pub(super) async fn run_guest<R>(
         });
         tokio::time::timeout(timeout, guest).await
     };
+    drop(lock(&turn).take());
     let plugin_name = || plugin.to_string();
     match outcome {
         Ok(Ok(value)) => Ok(value),
@@ -262,4 +295,8 @@ pub(super) async fn run_guest<R>(
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

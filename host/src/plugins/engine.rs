@@ -17,9 +17,9 @@ use super::manifest::MAX_MEMORY_MIB;
 /// granularity, and a running guest yields to the executor at every tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Component instances the pool holds; more concurrent calls than this fail
-/// to instantiate (each plugin's `max_concurrency` keeps well below it).
-const POOL_INSTANCES: u32 = 1_000;
+/// Component instances the pool holds. The host's budget (`budget.rs`)
+/// hands them out, so calls wait for one instead of failing to instantiate.
+pub const POOL_INSTANCES: u32 = 1_000;
 
 /// Which instance allocator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,6 +56,16 @@ pub fn build(choice: AllocatorChoice) -> anyhow::Result<(Engine, Allocator)> {
     };
     start_epoch_ticker(&engine);
     Ok((engine, allocator))
+}
+
+/// An engine configured exactly as `build` configures one for `allocator`
+/// (so what it compiles loads there), without the epoch ticker: for the
+/// compiler child process.
+pub fn for_compiling(allocator: Allocator) -> anyhow::Result<Engine> {
+    new_engine(match allocator {
+        Allocator::Pooling => Some(pooling_config()),
+        Allocator::OnDemand => None,
+    })
 }
 
 fn pooling_config() -> PoolingAllocationConfig {

@@ -24,6 +24,8 @@ pub enum LoadError {
     CoreModule,
     #[error("the component does not compile: {0}")]
     Compile(String),
+    #[error("the component did not compile within its {} s budget", .0.as_secs_f64())]
+    CompileBudget(Duration),
     #[error(
         "the component exports neither {tool} nor {provider} (it exports: {exports}); \
          a plugin must target the task-tool or provider-plugin world of wit/plugin.wit",
@@ -48,6 +50,8 @@ pub enum LoadError {
     },
     #[error("{0}")]
     NotGrantedByPolicy(String),
+    #[error("plugin {plugin} does not fit the host's budget: {message}")]
+    Budget { plugin: String, message: String },
     #[error("the component cannot be linked: {0}")]
     Link(String),
     #[error("list-tools failed: {0}")]

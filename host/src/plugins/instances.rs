@@ -19,13 +19,15 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Engine, Store};
 
 use super::bindings::provider::{ProviderPlugin, ProviderPluginPre};
 use super::bindings::tool::{TaskTool, TaskToolPre};
-use super::call::{Session, run_guest};
-use super::error::CallError;
+use super::budget::Share;
+use super::budget::{Floor, HostBudget};
+use super::call::{Session, SessionParts, run_guest};
+use super::error::{CallError, LoadError};
 use super::host::tasks::TasksHost;
 use super::manifest::Limits;
 use super::state::CallState;
@@ -91,6 +93,9 @@ struct Shared<P: Instantiate> {
     limits: Limits,
     /// One permit per instance allowed to run at once.
     permits: Arc<Semaphore>,
+    budget: Arc<HostBudget>,
+    /// This plugin's guaranteed share of the host's budget.
+    floor: Floor,
     ready: Mutex<Vec<(Store<CallState>, P::Instance)>>,
     retired: Mutex<Vec<Store<CallState>>>,
     /// Whether the background task is running (at most one per plugin).
@@ -98,49 +103,62 @@ struct Shared<P: Instantiate> {
 }
 
 impl<P: Instantiate> Instances<P> {
-    pub(super) fn new(pre: P, engine: &Engine, plugin: Arc<str>, limits: &Limits) -> Self {
-        Instances {
+    pub(super) fn new(
+        pre: P,
+        engine: &Engine,
+        plugin: Arc<str>,
+        limits: &Limits,
+        budget: &Arc<HostBudget>,
+    ) -> Result<Self, LoadError> {
+        // One slot more than the ready instances: a finished call's store
+        // may still wait for the background task to drop it.
+        let floor = budget.reserve(&plugin, limits, READY as u32 + 1)?;
+        Ok(Instances {
             shared: Arc::new(Shared {
                 pre,
                 engine: engine.clone(),
                 plugin,
                 permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+                budget: budget.clone(),
+                floor,
                 limits: limits.clone(),
                 ready: Mutex::new(Vec::new()),
                 retired: Mutex::new(Vec::new()),
                 working: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     /// A fresh instance for one call acting through `tasks`, once one of the
-    /// plugin's concurrency slots is free (waiting at most its timeout).
+    /// plugin's concurrency slots and a share of the host's budget are free
+    /// (waiting at most its timeout for both).
     pub(super) async fn take(&self, tasks: TasksHost) -> Result<(Session, P::Instance), CallError> {
         let shared = &self.shared;
-        let timeout = shared.limits.timeout();
-        let permit =
-            match tokio::time::timeout(timeout, shared.permits.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    return Err(CallError::Busy {
-                        plugin: shared.plugin.to_string(),
-                    });
-                }
-            };
+        let admitted = async {
+            let permit = shared.permits.clone().acquire_owned().await.ok()?;
+            let share = shared
+                .budget
+                .share(&shared.floor, shared.limits.memory_mib)
+                .await;
+            Some((permit, share))
+        };
+        let Ok(Some(permit)) = tokio::time::timeout(shared.limits.timeout(), admitted).await else {
+            return Err(CallError::Busy {
+                plugin: shared.plugin.to_string(),
+            });
+        };
         let ready = lock(&shared.ready).pop();
         let alone = shared.alone();
         let owner: Arc<dyn Upkeep> = shared.clone();
         match ready {
             Some((mut store, instance)) => {
                 store.data_mut().tasks = tasks;
-                let session =
-                    Session::new(store, &shared.plugin, &shared.limits, permit, owner, alone);
+                let session = Session::new(store, shared.session_parts(permit), owner, alone);
                 Ok((session, instance))
             }
             None => {
                 let store = shared.new_store(tasks);
-                let mut session =
-                    Session::new(store, &shared.plugin, &shared.limits, permit, owner, alone);
+                let mut session = Session::new(store, shared.session_parts(permit), owner, alone);
                 let instance = session
                     .run(async |store| shared.pre.instantiate(store).await)
                     .await?;
@@ -151,6 +169,15 @@ impl<P: Instantiate> Instances<P> {
 }
 
 impl<P: Instantiate> Shared<P> {
+    fn session_parts(&self, admitted: (OwnedSemaphorePermit, Share)) -> SessionParts {
+        SessionParts {
+            plugin: self.plugin.clone(),
+            limits: self.limits.clone(),
+            long_running: self.budget.long_running().clone(),
+            _admitted: admitted,
+        }
+    }
+
     fn new_store(&self, tasks: TasksHost) -> Store<CallState> {
         let state = CallState::new(&self.plugin, &self.limits, tasks);
         let mut store = Store::new(&self.engine, state);
@@ -179,6 +206,7 @@ impl<P: Instantiate> Shared<P> {
                     &mut store,
                     &self.plugin,
                     &self.limits,
+                    self.budget.long_running(),
                     || {},
                     async |store| self.pre.instantiate(store).await,
                 )

@@ -61,7 +61,7 @@ impl Runtime {
     /// Validates and pre-instantiates a component under `manifest`.
     pub async fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<Plugin, LoadError> {
         let sha256 = sha256_hex(wasm);
-        let component = self.compile(&sha256, wasm).await?;
+        let (component, fresh) = self.compile(&sha256, wasm).await?;
         let inspection = self.inspect_component(&component)?;
         if inspection.kind != manifest.kind {
             return Err(LoadError::KindMismatch {
@@ -95,13 +95,15 @@ impl Runtime {
                 &self.engine,
                 name.clone(),
                 limits,
-            )),
+                &self.budget,
+            )?),
             PluginKind::Provider => PluginInstances::Provider(Instances::new(
                 bindings::provider::ProviderPluginPre::new(instance_pre).map_err(link_error)?,
                 &self.engine,
                 name.clone(),
                 limits,
-            )),
+                &self.budget,
+            )?),
         };
 
         let mut plugin = Plugin {
@@ -119,30 +121,35 @@ impl Runtime {
         if let PluginInstances::Tool(instances) = &plugin.instances {
             plugin.tools = self.list_tools(instances).await?;
         }
+        if fresh {
+            self.cache.store(&plugin.sha256, &component);
+        }
         Ok(plugin)
     }
 
     /// Reads what kind of plugin `wasm` is and what it imports, without a
     /// manifest (for `wasmgate plugins check`).
     pub async fn inspect(&self, wasm: &[u8]) -> Result<Inspection, LoadError> {
-        let component = self.compile(&sha256_hex(wasm), wasm).await?;
+        let (component, _) = self.compile(&sha256_hex(wasm), wasm).await?;
         self.inspect_component(&component)
     }
 
-    /// Compiles on a blocking thread: cranelift takes tens to hundreds of
-    /// milliseconds, which must not stall the executor serving requests.
-    async fn compile(&self, sha256: &str, wasm: &[u8]) -> Result<Component, LoadError> {
+    /// The compiled component, from the cache or compiled now (`true`:
+    /// off the serving path and under the compile budget, see `compile.rs`).
+    async fn compile(&self, sha256: &str, wasm: &[u8]) -> Result<(Component, bool), LoadError> {
         match wasm.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule),
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm),
         }
-        let (engine, cache) = (self.engine.clone(), self.cache.clone());
-        let (sha256, wasm) = (sha256.to_string(), wasm.to_vec());
-        tokio::task::spawn_blocking(move || cache.compile(&engine, &sha256, &wasm))
-            .await
-            .map_err(|err| LoadError::Compile(err.to_string()))?
-            .map_err(|err| LoadError::Compile(format!("{err:#}")))
+        if let Some(component) = self.cache.lookup(&self.engine, sha256) {
+            return Ok((component, false));
+        }
+        let component = self
+            .compiler
+            .compile(&self.engine, self.allocator(), wasm)
+            .await?;
+        Ok((component, true))
     }
 
     fn inspect_component(&self, component: &Component) -> Result<Inspection, LoadError> {

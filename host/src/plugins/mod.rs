@@ -6,8 +6,10 @@
 //! manifests, and runs calls under their limits.
 
 mod bindings;
+pub mod budget;
 mod cache;
 mod call;
+pub mod compile;
 pub mod engine;
 mod error;
 mod host;
@@ -22,6 +24,7 @@ mod runtime;
 mod state;
 pub mod stats;
 
+pub use compile::CompileMode;
 pub use engine::{Allocator, AllocatorChoice};
 pub use error::{CallError, LoadError};
 pub use host::tasks::TaskLimits;

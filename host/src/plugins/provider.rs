@@ -297,16 +297,21 @@ fn from_wit_completion(
     completion: wit::Completion,
 ) -> Result<Completion, CallError> {
     let calls = &completion.tool_calls;
-    if calls.len() > MAX_TOOL_CALLS_PER_ROUND
-        || calls
-            .iter()
-            .any(|c| c.id.len() > MAX_TOOL_CALL_ID_BYTES || c.name.len() > MAX_TOOL_NAME_BYTES)
-    {
+    if calls.len() > MAX_TOOL_CALLS_PER_ROUND {
         return Err(CallError::Provider(format!(
-            "{} asked for {} tool calls; a round may ask for {MAX_TOOL_CALLS_PER_ROUND}, with ids \
-             of at most {MAX_TOOL_CALL_ID_BYTES} bytes",
+            "{} asked for {} tool calls in one round; the limit is {MAX_TOOL_CALLS_PER_ROUND}",
             plugin.name(),
             calls.len()
+        )));
+    }
+    if calls
+        .iter()
+        .any(|c| c.id.len() > MAX_TOOL_CALL_ID_BYTES || c.name.len() > MAX_TOOL_NAME_BYTES)
+    {
+        return Err(CallError::Provider(format!(
+            "{} returned a tool call with an id over {MAX_TOOL_CALL_ID_BYTES} bytes or a name \
+             over {MAX_TOOL_NAME_BYTES}",
+            plugin.name()
         )));
     }
     let size = completion.text.len()

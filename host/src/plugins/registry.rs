@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -18,6 +19,8 @@ use super::runtime::{Plugin, Runtime, ToolSpec};
 
 pub struct Registry {
     current: ArcSwap<Snapshot>,
+    /// Whether a snapshot was loaded (start-up loads in the background).
+    loaded: AtomicBool,
 }
 
 /// One consistent set of loaded plugins.
@@ -36,7 +39,21 @@ impl Registry {
     pub fn new(snapshot: Snapshot) -> Registry {
         Registry {
             current: ArcSwap::from_pointee(snapshot),
+            loaded: AtomicBool::new(true),
         }
+    }
+
+    /// An empty registry whose first snapshot is still loading.
+    pub fn loading() -> Registry {
+        Registry {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            loaded: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the plugins are in (false while start-up still loads them).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
     }
 
     /// The set serving right now. Hold it for the whole of a request.
@@ -47,6 +64,7 @@ impl Registry {
     /// Makes `next` the serving set. In-flight calls finish on the old one.
     pub fn replace(&self, next: Snapshot) {
         self.current.store(Arc::new(next));
+        self.loaded.store(true, Ordering::Release);
     }
 }
 

@@ -9,7 +9,9 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings;
+use super::budget::HostBudget;
 use super::cache::ComponentCache;
+use super::compile::{CompileMode, Compiler};
 use super::engine::{self, Allocator, AllocatorChoice};
 use super::host::tasks::{TaskLimits, WriteWindows};
 use super::instances::Instances;
@@ -25,6 +27,8 @@ pub struct Runtime {
     pub(super) engine: Engine,
     allocator: Allocator,
     pub(super) cache: ComponentCache,
+    pub(super) compiler: Compiler,
+    pub(super) budget: Arc<HostBudget>,
     /// Where the `tasks` capability reads and writes; `None` in tools-only
     /// setups (benchmarks, `plugins check`), where it answers `unavailable`.
     pub(super) tasks: Option<Arc<dyn TaskRepository>>,
@@ -39,6 +43,10 @@ pub struct RuntimeOptions {
     pub tasks: Option<Arc<dyn TaskRepository>>,
     /// What calls may ask of the `tasks` capability.
     pub task_limits: TaskLimits,
+    /// How components are compiled (the server: in a child, under a budget).
+    pub compile: CompileMode,
+    /// Guest memory all running instances may use together, in MiB.
+    pub memory_mib: u32,
 }
 
 /// A loaded, validated plugin, ready to be called. Immutable: a new version
@@ -101,6 +109,8 @@ impl Runtime {
             engine,
             allocator,
             cache,
+            compiler: Compiler::new(options.compile),
+            budget: Arc::new(HostBudget::new(options.memory_mib, engine::POOL_INSTANCES)),
             tasks: options.tasks,
             task_limits: Arc::new(options.task_limits),
             write_windows: Default::default(),

@@ -33,6 +33,9 @@ impl CallState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            // Random bytes are made synchronously on the host; a larger
+            // request traps instead of stalling a worker thread.
+            .max_random_size(64 * 1024)
             .build();
         CallState {
             wasi,

@@ -123,4 +123,21 @@ impl Tool for Remember {
     }
 }
 
-wasmgate_sdk::export_tools!(Spin, Hog, Crash, Flood, Escape, Remember);
+/// Sleeps (waiting in WASI's clock, not computing) until its deadline:
+/// it holds an instance the whole time.
+struct Nap;
+
+impl Tool for Nap {
+    const NAME: &'static str = "nap";
+    const DESCRIPTION: &'static str = "Sleeps for a minute.";
+    const INPUT_SCHEMA: &'static str = NO_ARGS;
+    type Args = IgnoredAny;
+    type Output = ();
+
+    fn call(_: IgnoredAny) -> Result<(), ToolError> {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        Ok(())
+    }
+}
+
+wasmgate_sdk::export_tools!(Spin, Hog, Crash, Flood, Escape, Remember, Nap);
