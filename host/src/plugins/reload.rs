@@ -78,10 +78,14 @@ impl Reloader {
                 .collect(),
             took: started.elapsed(),
         };
+        // The first load (at start-up) is not a reload.
+        let first = !self.registry.is_loaded();
         self.registry.replace(next);
-        self.reloads.fetch_add(1, Ordering::Relaxed);
-        self.rejected
-            .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
+        if !first {
+            self.reloads.fetch_add(1, Ordering::Relaxed);
+            self.rejected
+                .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
+        }
         tracing::info!(plugins = ?report.plugins, rejected = report.rejected.len(), took = ?report.took, "plugins reloaded");
         report
     }
