@@ -114,6 +114,13 @@ fn valid_description(description: Option<String>) -> Result<Option<String>, Task
     }
 }
 
+/// One page of a listing, and how many tasks match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub total: u64,
+}
+
 /// Where tasks live. Implemented by the store; used by the REST handlers and
 /// by the `tasks` capability of tool plugins.
 #[async_trait]
@@ -121,6 +128,25 @@ pub trait TaskRepository: Send + Sync {
     async fn add(&self, user: &UserId, task: NewTask) -> Result<Task, TaskError>;
     /// Oldest first.
     async fn list(&self, user: &UserId, filter: StatusFilter) -> Result<Vec<Task>, TaskError>;
+    /// Up to `limit` tasks after the first `offset`, oldest first. (The
+    /// default reads them all; the store reads one page.)
+    async fn list_page(
+        &self,
+        user: &UserId,
+        filter: StatusFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<TaskPage, TaskError> {
+        let all = self.list(user, filter).await?;
+        Ok(TaskPage {
+            total: all.len() as u64,
+            tasks: all
+                .into_iter()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(limit as usize)
+                .collect(),
+        })
+    }
     async fn get(&self, user: &UserId, id: i64) -> Result<Task, TaskError>;
     async fn update(&self, user: &UserId, id: i64, patch: TaskPatch) -> Result<Task, TaskError>;
     /// Deletes the task and returns it as it was.

@@ -155,7 +155,7 @@ async fn the_rules_model_follows_the_spec_table_in_one_conversation() {
     assert_eq!(
         calls(&deleted),
         [
-            ("list_tasks".into(), json!({"status": "all"})),
+            ("list_tasks".into(), json!({"status": "all", "limit": 100})),
             ("delete_task".into(), json!({"task_id": 3}))
         ]
     );
@@ -584,7 +584,7 @@ async fn the_rules_model_asks_which_task_when_several_match() {
     let asked = chat.say(id, "Delete the meeting task").await;
     assert_eq!(
         calls(&asked),
-        [("list_tasks".into(), json!({"status": "all"}))]
+        [("list_tasks".into(), json!({"status": "all", "limit": 100}))]
     );
     let question = asked["response"].as_str().unwrap();
     assert!(

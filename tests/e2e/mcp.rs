@@ -81,7 +81,7 @@ async fn the_task_tools_work_over_mcp_for_the_tokens_user() {
     .await;
     assert_eq!(updated.structured_content.unwrap()["title"], "Buy oat milk");
 
-    // list_tasks is a list: wrapped as {"tasks": [...]}, and the REST API agrees.
+    // list_tasks answers a page ({"tasks": [...], "total", …}), and the REST API agrees.
     let listed = call(&alice, "list_tasks", json!({}))
         .await
         .structured_content
@@ -140,7 +140,8 @@ async fn the_task_tools_work_over_mcp_for_the_tokens_user() {
         .await
         .structured_content
         .unwrap();
-    assert_eq!(bobs, json!({"tasks": []}));
+    assert_eq!(bobs["tasks"], json!([]));
+    assert_eq!(bobs["total"], 0);
 
     let deleted = call(&alice, "delete_task", json!({"task_id": id})).await;
     assert_eq!(deleted.structured_content.unwrap()["status"], "deleted");

@@ -254,16 +254,18 @@ async fn share_one_store(db: &TestDatabase) {
         .await;
     let mom = call_mom["id"].as_i64().unwrap();
     let listed = tools.call("alice", "list_tasks", json!({})).await.unwrap();
-    let titles: Vec<&str> = listed
+    let titles: Vec<&str> = listed["tasks"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["title"].as_str().unwrap())
         .collect();
     assert_eq!(titles, ["Buy groceries", "Call mom"]);
+    assert_eq!(listed["total"], 2);
+    assert_eq!(listed["next_offset"], Value::Null);
     for key in ["id", "title", "description", "completed", "created_at"] {
         assert!(
-            listed[0].get(key).is_some(),
+            listed["tasks"][0].get(key).is_some(),
             "list_tasks lacks {key}: {listed}"
         );
     }
@@ -282,7 +284,8 @@ async fn share_one_store(db: &TestDatabase) {
         .call("alice", "list_tasks", json!({"status": "pending"}))
         .await
         .unwrap();
-    assert_eq!(pending.as_array().unwrap().len(), 1);
+    assert_eq!(pending["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(pending["total"], 1);
 
     let updated = tools
         .call(
@@ -300,7 +303,7 @@ async fn share_one_store(db: &TestDatabase) {
     // Bob sees nothing of Alice's, and every tool treats her ids as missing.
     assert_eq!(
         tools.call("bob", "list_tasks", json!({})).await.unwrap(),
-        json!([])
+        json!({"tasks": [], "total": 0, "offset": 0, "next_offset": null})
     );
     for (tool, args) in [
         ("complete_task", json!({"task_id": id})),
@@ -455,10 +458,50 @@ async fn two_hundred_concurrent_adds_make_two_hundred_tasks() {
         }
         assert_eq!(ids.len(), 200, "{backend:?}: distinct ids");
         let listed = tools.call("alice", "list_tasks", json!({})).await.unwrap();
-        assert_eq!(
-            listed.as_array().unwrap().len(),
-            200,
-            "{backend:?}: none lost"
-        );
+        assert_eq!(listed["total"], 200, "{backend:?}: none lost");
+    }
+}
+
+#[tokio::test]
+async fn list_tasks_pages_through_ten_thousand_tasks() {
+    use wasmgate::tasks::{NewTask, TaskRepository};
+
+    for backend in support::backends() {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        for n in 0..10_000 {
+            let new = NewTask {
+                title: format!("task {n}"),
+                description: None,
+            };
+            store.add("heavy", new).await.unwrap();
+        }
+        let tools = Tools::new(&db).await;
+        let first = tools.call("heavy", "list_tasks", json!({})).await.unwrap();
+        assert_eq!(first["total"], 10_000, "{backend:?}");
+        assert_eq!(first["tasks"].as_array().unwrap().len(), 50);
+        assert_eq!(first["next_offset"], 50);
+        let last = tools
+            .call(
+                "heavy",
+                "list_tasks",
+                json!({"offset": 9_990, "limit": 100}),
+            )
+            .await
+            .unwrap();
+        let titles: Vec<&str> = last["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles.len(), 10, "{backend:?}");
+        assert_eq!(titles[9], "task 9999");
+        assert_eq!(last["next_offset"], Value::Null);
+        let error = tools
+            .call("heavy", "list_tasks", json!({"limit": 1000}))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("limit must be 1-100"), "{error}");
     }
 }

@@ -12,7 +12,9 @@ use super::{Store, db_error, now};
 fn unavailable(err: sqlx::Error) -> TaskError {
     db_error(err).into()
 }
-use crate::tasks::{NewTask, StatusFilter, Task, TaskError, TaskPatch, TaskRepository, UserId};
+use crate::tasks::{
+    NewTask, StatusFilter, Task, TaskError, TaskPage, TaskPatch, TaskRepository, UserId,
+};
 
 /// The columns of a [`Task`], for `concat!` into static SQL. `completed` is
 /// read as an integer: sqlx's `Any` driver cannot decode SQLite booleans.
@@ -88,6 +90,63 @@ impl TaskRepository for Store {
             .map(task)
             .collect::<Result<_, _>>()
             .map_err(unavailable)
+    }
+
+    async fn list_page(
+        &self,
+        user: &UserId,
+        filter: StatusFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<TaskPage, TaskError> {
+        let (page, count) = match filter {
+            StatusFilter::All => (
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE user_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
+                ),
+                "SELECT COUNT(*) AS total FROM tasks WHERE user_id = $1",
+            ),
+            StatusFilter::Pending => (
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE user_id = $1 AND completed = FALSE ORDER BY id LIMIT $2 OFFSET $3"
+                ),
+                "SELECT COUNT(*) AS total FROM tasks WHERE user_id = $1 AND completed = FALSE",
+            ),
+            StatusFilter::Completed => (
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE user_id = $1 AND completed = TRUE ORDER BY id LIMIT $2 OFFSET $3"
+                ),
+                "SELECT COUNT(*) AS total FROM tasks WHERE user_id = $1 AND completed = TRUE",
+            ),
+        };
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows = sqlx::query(page)
+            .bind(user)
+            .bind(i64::from(limit))
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let total: i64 = sqlx::query(count)
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get("total"))
+            .map_err(unavailable)?;
+        Ok(TaskPage {
+            tasks: rows
+                .iter()
+                .map(task)
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?,
+            total: total.max(0) as u64,
+        })
     }
 
     async fn get(&self, user: &UserId, id: i64) -> Result<Task, TaskError> {

@@ -106,7 +106,7 @@ fn respond(request: &CompletionRequest) -> Completion {
             } else {
                 "complete_task"
             };
-            let tasks = last_outcome.value().as_array().cloned().unwrap_or_default();
+            let tasks = listed(last_outcome.value());
             let matches: Vec<&Value> = tasks.iter().filter(|t| title_matches(t, words)).collect();
             match matches.as_slice() {
                 [] => say(&format!(
@@ -145,8 +145,9 @@ fn first_step(intent: &Intent, has: &dyn Fn(&str) -> bool) -> Completion {
         Intent::List { status } => ("list_tasks", json!({ "status": status })),
         Intent::Complete(Target::Id(id)) => ("complete_task", json!({ "task_id": id })),
         Intent::Delete(Target::Id(id)) => ("delete_task", json!({ "task_id": id })),
+        // The largest page: a match is looked for among the first 100 tasks.
         Intent::Complete(Target::Named(_)) | Intent::Delete(Target::Named(_)) => {
-            ("list_tasks", json!({ "status": "all" }))
+            ("list_tasks", json!({ "status": "all", "limit": 100 }))
         }
         Intent::Update { id, title } => ("update_task", json!({ "task_id": id, "title": title })),
         Intent::Greeting => {
@@ -182,16 +183,26 @@ fn confirm(tool: &str, result: &Value, intent: &Intent) -> String {
                 Intent::List { status } => *status,
                 _ => "all",
             };
-            describe_list(
-                result.as_array().map(Vec::as_slice).unwrap_or_default(),
-                status,
-            )
+            let tasks = listed(result);
+            let total = result["total"].as_u64().unwrap_or(tasks.len() as u64);
+            describe_list(&tasks, total, status)
         }
         other => format!("Done: {other} finished."),
     }
 }
 
-fn describe_list(tasks: &[Value], status: &str) -> String {
+/// The tasks of a `list_tasks` result: a page (`{"tasks": [...]}`), or a
+/// bare list from an older tool.
+fn listed(result: &Value) -> Vec<Value> {
+    result
+        .get("tasks")
+        .unwrap_or(result)
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn describe_list(tasks: &[Value], total: u64, status: &str) -> String {
     if tasks.is_empty() {
         return match status {
             "pending" => "You have no pending tasks. Enjoy the free time!".into(),
@@ -199,14 +210,18 @@ fn describe_list(tasks: &[Value], status: &str) -> String {
             _ => "You have no tasks yet. Try \"Add a task to buy groceries\".".into(),
         };
     }
-    let heading = match (status, tasks.len()) {
-        ("pending", 1) => "You have 1 pending task:".to_string(),
-        ("pending", n) => format!("You have {n} pending tasks:"),
-        ("completed", 1) => "You have completed 1 task:".to_string(),
-        ("completed", n) => format!("You have completed {n} tasks:"),
-        (_, 1) => "You have 1 task:".to_string(),
-        (_, n) => format!("You have {n} tasks:"),
+    let mut heading = match (status, total) {
+        ("pending", 1) => "You have 1 pending task".to_string(),
+        ("pending", n) => format!("You have {n} pending tasks"),
+        ("completed", 1) => "You have completed 1 task".to_string(),
+        ("completed", n) => format!("You have completed {n} tasks"),
+        (_, 1) => "You have 1 task".to_string(),
+        (_, n) => format!("You have {n} tasks"),
     };
+    if (tasks.len() as u64) < total {
+        heading += &format!("; the first {} are", tasks.len());
+    }
+    heading.push(':');
     let lines: Vec<String> = tasks
         .iter()
         .map(|task| {

@@ -32,6 +32,8 @@ pub struct TaskLimits {
     pub writes_per_user_minute: u32,
     /// Tasks `list` hands a guest at most (oldest first).
     pub listed_per_call: usize,
+    /// Tasks one `list-page` hands a guest at most.
+    pub page_size: u32,
 }
 
 impl Default for TaskLimits {
@@ -41,6 +43,7 @@ impl Default for TaskLimits {
             writes_per_call: 16,
             writes_per_user_minute: 600,
             listed_per_call: 1_000,
+            page_size: 200,
         }
     }
 }
@@ -174,16 +177,33 @@ impl wit::Host for TasksHost {
 
     async fn list(&mut self, filter: wit::StatusFilter) -> Result<Vec<wit::Task>, wit::TaskError> {
         self.charge(false)?;
-        let filter = match filter {
-            wit::StatusFilter::All => StatusFilter::All,
-            wit::StatusFilter::Pending => StatusFilter::Pending,
-            wit::StatusFilter::Completed => StatusFilter::Completed,
-        };
         let listed = self.limits.listed_per_call;
-        let tasks = self.store()?.list(&self.user, filter).await;
+        let tasks = self
+            .store()?
+            .list(&self.user, from_wit_filter(filter))
+            .await;
         tasks
             .map(|tasks| tasks.into_iter().take(listed).map(to_wit).collect())
             .map_err(error_to_wit)
+    }
+
+    async fn list_page(
+        &mut self,
+        filter: wit::StatusFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<wit::TaskPage, wit::TaskError> {
+        self.charge(false)?;
+        let limit = limit.min(self.limits.page_size);
+        let page = self
+            .store()?
+            .list_page(&self.user, from_wit_filter(filter), offset, limit)
+            .await
+            .map_err(error_to_wit)?;
+        Ok(wit::TaskPage {
+            tasks: page.tasks.into_iter().map(to_wit).collect(),
+            total: page.total,
+        })
     }
 
     async fn get(&mut self, id: i64) -> Result<wit::Task, wit::TaskError> {
@@ -223,6 +243,14 @@ impl wit::Host for TasksHost {
     async fn delete(&mut self, id: i64) -> Result<wit::Task, wit::TaskError> {
         self.charge(true)?;
         convert(self.store()?.delete(&self.user, id).await)
+    }
+}
+
+fn from_wit_filter(filter: wit::StatusFilter) -> StatusFilter {
+    match filter {
+        wit::StatusFilter::All => StatusFilter::All,
+        wit::StatusFilter::Pending => StatusFilter::Pending,
+        wit::StatusFilter::Completed => StatusFilter::Completed,
     }
 }
 
