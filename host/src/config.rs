@@ -204,6 +204,25 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_TASK_WRITES_PER_MINUTE", default_value_t = 600)]
     pub task_writes_per_minute: u32,
 
+    /// Seconds a connection may take to send a complete request head; also
+    /// how long an idle keep-alive connection is kept.
+    #[arg(long, env = "WASMGATE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a response write may make no progress (a client that stopped
+    /// reading) before the connection is closed.
+    #[arg(long, env = "WASMGATE_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    pub write_timeout_secs: u64,
+
+    /// Connections served at once; past it new ones are closed. Default: the
+    /// open-file limit less 256, at most 10,000.
+    #[arg(long, env = "WASMGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a shutdown lets requests in flight finish before closing them.
+    #[arg(long, env = "WASMGATE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

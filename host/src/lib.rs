@@ -120,16 +120,10 @@ pub async fn run(
         dev_secret,
         config: Arc::new(config),
     };
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // No Nagle delay: a streamed event is one small write that must leave
-    // at once, not wait up to 40 ms for the previous segment's ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    let store = state.store.clone();
+    let limits = http::server::ServeLimits::from(&*state.config);
+    http::server::serve(listener, http::router(state), limits, shutdown).await;
+    // What is committed is in the WAL; fold it into the database file.
+    store.close().await;
+    Ok(())
 }

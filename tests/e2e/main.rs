@@ -7,6 +7,7 @@ mod browser;
 mod chat;
 mod chatkit;
 mod check;
+mod durability;
 mod hostile;
 mod mcp;
 mod mock_openai;

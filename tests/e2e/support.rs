@@ -260,6 +260,18 @@ impl TestServer {
         self.child.id()
     }
 
+    /// Waits up to `limit` for the process to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Waits until the server answers `/readyz` (plugins are loaded after
     /// the socket is bound).
     pub async fn ready(self) -> TestServer {

@@ -176,7 +176,7 @@ fn record_json(record: &ToolCallRecord) -> Value {
 fn agent_error(error: AgentError) -> ApiError {
     match &error {
         AgentError::ConversationNotFound(_) => ApiError::not_found(error.to_string()),
-        AgentError::Store(_) => ApiError::store_unavailable(),
+        AgentError::Store(_) => ApiError::storage_unavailable(),
         AgentError::Provider {
             conversation_id, ..
         } => ApiError::new(

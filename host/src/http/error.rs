@@ -42,11 +42,13 @@ impl ApiError {
     }
 
     /// 503 for a store that failed (the cause was logged where it happened).
-    pub fn store_unavailable() -> Self {
+    /// The database did not take (or answer) the request; nothing was
+    /// acknowledged that it did not store.
+    pub fn storage_unavailable() -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the database is unavailable; try again shortly",
+            "storage_unavailable",
+            "the database is unavailable; nothing was saved, try again shortly",
         )
     }
 
@@ -91,7 +93,7 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(_: crate::store::StoreError) -> Self {
-        ApiError::store_unavailable()
+        ApiError::storage_unavailable()
     }
 }
 

@@ -6,21 +6,24 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::store::Health;
 
 /// 200 while the process serves HTTP at all.
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 once the plugin set is loaded and the database answers; 503 while
-/// the plugins still load or the database does not answer.
+/// 200 once the plugin set is loaded and the database answers and takes
+/// writes; 503 while the plugins still load, the database does not answer,
+/// or its writes fail (checked again on each call, so it comes back).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let snapshot = state.registry.snapshot();
-    let database = state.store.ping().await;
-    let (status, word) = match (state.registry.is_loaded(), database) {
+    let health = state.store.health().await;
+    let (status, word) = match (state.registry.is_loaded(), health) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading_plugins"),
-        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
-        (true, true) => (StatusCode::OK, "ready"),
+        (true, Health::Unreachable) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+        (true, Health::WritesFailing) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        (true, Health::Ready) => (StatusCode::OK, "ready"),
     };
     (
         status,

@@ -14,6 +14,7 @@ mod health;
 mod mcp;
 mod metrics;
 mod rate_limit;
+pub mod server;
 mod tasks;
 mod web;
 

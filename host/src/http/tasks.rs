@@ -65,11 +65,7 @@ impl From<TaskError> for ApiError {
             TaskError::Quota(_) => {
                 ApiError::new(StatusCode::CONFLICT, "quota_exceeded", error.to_string())
             }
-            TaskError::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the task store is unavailable; try again shortly",
-            ),
+            TaskError::Unavailable => ApiError::storage_unavailable(),
         }
     }
 }

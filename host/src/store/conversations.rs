@@ -9,7 +9,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, db_error, decode_all, now};
+use super::{Store, StoreError, db_error, decode_all, now, returned};
 
 #[derive(Debug, Clone)]
 pub struct Conversation {
@@ -83,17 +83,15 @@ impl Store {
         title: Option<&str>,
     ) -> Result<Conversation, StoreError> {
         let at = now();
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO conversations (user_id, title, created_at, updated_at) \
              VALUES ($1, $2, $3, $3) RETURNING id, title, created_at, updated_at",
         )
         .bind(user)
         .bind(title)
-        .bind(&at)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        conversation(&row).map_err(db_error)
+        .bind(&at);
+        let row = self.write_returning(query).await.map_err(db_error)?;
+        conversation(&returned(row)?).map_err(db_error)
     }
 
     /// The user's conversation `id`, or `None` (also for another user's).
@@ -139,7 +137,7 @@ impl Store {
         conversation_id: i64,
         new: NewMessage,
     ) -> Result<StoredMessage, StoreError> {
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "INSERT INTO messages (conversation_id, role, content, tool_calls, tool_call_id, \
              tool_name, is_error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
             message_columns!()
@@ -151,11 +149,9 @@ impl Store {
         .bind(&new.tool_call_id)
         .bind(&new.tool_name)
         .bind(i64::from(new.is_error))
-        .bind(now())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        message(&row).map_err(db_error)
+        .bind(now());
+        let row = self.write_returning(query).await.map_err(db_error)?;
+        message(&returned(row)?).map_err(db_error)
     }
 
     /// The last `limit` messages of a conversation, oldest first.
@@ -227,16 +223,14 @@ impl Store {
         id: i64,
         title: &str,
     ) -> Result<Option<Conversation>, StoreError> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "UPDATE conversations SET title = $1 WHERE user_id = $2 AND id = $3 \
              RETURNING id, title, created_at, updated_at",
         )
         .bind(title)
         .bind(user)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .bind(id);
+        let row = self.write_returning(query).await.map_err(db_error)?;
         row.as_ref().map(conversation).transpose().map_err(db_error)
     }
 
@@ -293,10 +287,12 @@ impl Store {
         conversation_id: i64,
         id: i64,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM messages WHERE conversation_id = $1 AND id > $2")
-            .bind(conversation_id)
-            .bind(id)
-            .execute(&self.pool)
+        let done = self
+            .write(
+                sqlx::query("DELETE FROM messages WHERE conversation_id = $1 AND id > $2")
+                    .bind(conversation_id)
+                    .bind(id),
+            )
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -370,21 +366,20 @@ impl Store {
         content: &str,
         tool_calls: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE messages SET content = $1, tool_calls = $2 WHERE id = $3")
-            .bind(content)
-            .bind(tool_calls)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        self.write(
+            sqlx::query("UPDATE messages SET content = $1, tool_calls = $2 WHERE id = $3")
+                .bind(content)
+                .bind(tool_calls)
+                .bind(id),
+        )
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 
     /// Deletes one message (an abandoned placeholder).
     pub async fn delete_message(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM messages WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
+        self.write(sqlx::query("DELETE FROM messages WHERE id = $1").bind(id))
             .await
             .map_err(db_error)?;
         Ok(())

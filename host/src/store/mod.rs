@@ -14,10 +14,12 @@ pub use conversations::{Conversation, NewMessage, Order, StoredMessage};
 pub use sessions::ChatKitSession;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 /// The default database: a file under `./data/`, created on first run.
@@ -26,6 +28,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/wasmgate.db";
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
+    /// Whether the last write failed for a reason of the storage's own.
+    writes_failing: Arc<AtomicBool>,
     /// Tasks one user may hold, whatever the door; 0 for no limit.
     max_tasks_per_user: i64,
 }
@@ -103,6 +108,8 @@ impl Store {
             .context("applying database migrations")?;
         Ok(Store {
             pool,
+            backend,
+            writes_failing: Arc::default(),
             max_tasks_per_user: DEFAULT_MAX_TASKS_PER_USER.into(),
         })
     }
@@ -113,9 +120,82 @@ impl Store {
         self
     }
 
-    /// Whether the database answers (for `/readyz`).
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    /// Folds the WAL into the database file (SQLite) and closes the pool:
+    /// a clean exit leaves one file behind.
+    pub async fn close(&self) {
+        if self.backend == Backend::Sqlite
+            && let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %err, "cannot checkpoint the WAL at shutdown");
+        }
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers and takes writes (for `/readyz`).
+    /// While writes fail, each check tries one small write of its own, so
+    /// readiness comes back when the storage does, without a restart.
+    pub async fn health(&self) -> Health {
+        if sqlx::query("SELECT 1").execute(&self.pool).await.is_err() {
+            return Health::Unreachable;
+        }
+        if !self.writes_failing.load(Ordering::Relaxed) {
+            return Health::Ready;
+        }
+        let probe = sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(now());
+        match self.write(probe).await {
+            Ok(_) => Health::Ready,
+            Err(_) => Health::WritesFailing,
+        }
+    }
+
+    /// Runs a write and notes whether the storage took it.
+    async fn write<'q>(
+        &self,
+        query: AnyQuery<'q>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        let outcome = query.execute(&self.pool).await;
+        self.note_write(&outcome);
+        outcome
+    }
+
+    /// Runs a write with `RETURNING` and reads its rows to the end. (With
+    /// `fetch_one`/`fetch_optional`, sqlx's SQLite driver resets the
+    /// statement after the first row and drops the error SQLite reports when
+    /// the implicit transaction commits: on a full disk every insert
+    /// "returned" a row, the same id each time, and none was stored.)
+    async fn write_returning<'q>(
+        &self,
+        query: AnyQuery<'q>,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        let outcome = query.fetch_all(&self.pool).await;
+        self.note_write(&outcome);
+        outcome.map(|rows| rows.into_iter().next())
+    }
+
+    fn note_write<T>(&self, outcome: &Result<T, sqlx::Error>) {
+        let failing = match outcome {
+            Ok(_) => false,
+            // A broken rule is the request's fault, not the storage's.
+            Err(sqlx::Error::Database(err))
+                if !matches!(err.kind(), sqlx::error::ErrorKind::Other) =>
+            {
+                return;
+            }
+            Err(_) => true,
+        };
+        if self.writes_failing.swap(failing, Ordering::Relaxed) != failing {
+            if failing {
+                tracing::error!("database writes are failing; /readyz reports storage_unavailable");
+            } else {
+                tracing::info!("database writes succeed again");
+            }
+        }
     }
 }
 
@@ -151,10 +231,25 @@ fn now() -> String {
         .expect("formatting the current UTC time as RFC 3339 cannot fail")
 }
 
+/// What `/readyz` reports of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Ready,
+    Unreachable,
+    WritesFailing,
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
 /// The store failed; the cause was logged where it happened.
 #[derive(Debug, thiserror::Error)]
 #[error("the database is unavailable")]
 pub struct StoreError;
+
+/// The row a write with `RETURNING` that always returns one returned.
+fn returned(row: Option<AnyRow>) -> Result<AnyRow, StoreError> {
+    row.ok_or_else(|| db_error(sqlx::Error::RowNotFound))
+}
 
 /// Decodes every row with `decode`.
 fn decode_all<T>(

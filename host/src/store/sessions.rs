@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, db_error};
+use super::{Store, StoreError, db_error, returned};
 
 #[derive(Debug, Clone)]
 pub struct ChatKitSession {
@@ -48,7 +48,7 @@ impl Store {
         new: &ChatKitSession,
         secret_sha256: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO chatkit_sessions (id, user_id, conversation_id, secret_sha256, \
              created_at, expires_at, cancelled, max_per_minute) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
@@ -59,10 +59,8 @@ impl Store {
         .bind(secret_sha256)
         .bind(new.created_at)
         .bind(new.expires_at)
-        .bind(new.max_per_minute)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .bind(new.max_per_minute);
+        self.write(query).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -89,25 +87,20 @@ impl Store {
         user: &str,
         id: &str,
     ) -> Result<Option<ChatKitSession>, StoreError> {
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "UPDATE chatkit_sessions SET cancelled = 1 WHERE user_id = $1 AND id = $2 RETURNING ",
             session_columns!()
         ))
         .bind(user)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .bind(id);
+        let row = self.write_returning(query).await.map_err(db_error)?;
         row.as_ref().map(session).transpose().map_err(db_error)
     }
 
     /// Deletes sessions that expired before `when` (unix seconds).
     pub async fn delete_sessions_expired_before(&self, when: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM chatkit_sessions WHERE expires_at < $1")
-            .bind(when)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let query = sqlx::query("DELETE FROM chatkit_sessions WHERE expires_at < $1").bind(when);
+        self.write(query).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -120,17 +113,16 @@ impl Store {
         now: i64,
     ) -> Result<(i64, i64), StoreError> {
         // One statement, so concurrent requests on any replica each count once.
-        let row = sqlx::query(
+        let query = sqlx::query(
             "UPDATE chatkit_sessions SET \
              window_count = CASE WHEN window_start <= $1 - 60 THEN 1 ELSE window_count + 1 END, \
              window_start = CASE WHEN window_start <= $1 - 60 THEN $1 ELSE window_start END \
              WHERE id = $2 RETURNING window_start, window_count",
         )
         .bind(now)
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .bind(id);
+        let row = self.write_returning(query).await.map_err(db_error)?;
+        let row = returned(row)?;
         Ok((
             row.try_get("window_start").map_err(db_error)?,
             row.try_get("window_count").map_err(db_error)?,

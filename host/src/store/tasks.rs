@@ -44,7 +44,7 @@ impl TaskRepository for Store {
         // The quota is checked in the insert itself: one statement, and
         // SQLite's single writer makes it exact (PostgreSQL's concurrent
         // inserts may pass it by a few).
-        let row = sqlx::query(concat!(
+        let row = self.write_returning(sqlx::query(concat!(
             "INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at) \
              SELECT $1, $2, $3, FALSE, $4, $4 \
              WHERE $5 <= 0 OR (SELECT COUNT(*) FROM tasks WHERE user_id = $1) < $5 \
@@ -55,8 +55,7 @@ impl TaskRepository for Store {
         .bind(&new.title)
         .bind(&new.description)
         .bind(&at)
-        .bind(self.max_tasks_per_user)
-        .fetch_optional(&self.pool)
+        .bind(self.max_tasks_per_user))
         .await
         .map_err(unavailable)?
         .ok_or(TaskError::Quota(self.max_tasks_per_user))?;
@@ -172,40 +171,44 @@ impl TaskRepository for Store {
             Some(text) => (true, Some(text)),
             None => (false, None),
         };
-        let row = sqlx::query(concat!(
-            "UPDATE tasks SET \
+        let row = self
+            .write_returning(
+                sqlx::query(concat!(
+                    "UPDATE tasks SET \
                title = COALESCE($3, title), \
                description = CASE WHEN $4 THEN $5 ELSE description END, \
                completed = COALESCE($6, completed), \
                updated_at = $7 \
              WHERE user_id = $1 AND id = $2 RETURNING ",
-            task_columns!()
-        ))
-        .bind(user)
-        .bind(id)
-        .bind(&patch.title)
-        .bind(set_description)
-        .bind(&description)
-        .bind(patch.completed)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .ok_or(TaskError::NotFound(id))?;
+                    task_columns!()
+                ))
+                .bind(user)
+                .bind(id)
+                .bind(&patch.title)
+                .bind(set_description)
+                .bind(&description)
+                .bind(patch.completed)
+                .bind(now()),
+            )
+            .await
+            .map_err(unavailable)?
+            .ok_or(TaskError::NotFound(id))?;
         task(&row).map_err(unavailable)
     }
 
     async fn delete(&self, user: &UserId, id: i64) -> Result<Task, TaskError> {
-        let row = sqlx::query(concat!(
-            "DELETE FROM tasks WHERE user_id = $1 AND id = $2 RETURNING ",
-            task_columns!()
-        ))
-        .bind(user)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .ok_or(TaskError::NotFound(id))?;
+        let row = self
+            .write_returning(
+                sqlx::query(concat!(
+                    "DELETE FROM tasks WHERE user_id = $1 AND id = $2 RETURNING ",
+                    task_columns!()
+                ))
+                .bind(user)
+                .bind(id),
+            )
+            .await
+            .map_err(unavailable)?
+            .ok_or(TaskError::NotFound(id))?;
         task(&row).map_err(unavailable)
     }
 }
