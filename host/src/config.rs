@@ -131,8 +131,9 @@ pub struct ServeConfig {
     pub compile_timeout_secs: f64,
 
     /// Directory for compiled components, so restarts do not recompile. Empty disables it.
+    // A `String`: clap refuses an empty path, and empty is meaningful here.
     #[arg(long, env = "WASMGATE_CACHE_DIR", default_value = "data/cache")]
-    pub cache_dir: PathBuf,
+    pub cache_dir: String,
 
     /// Instance allocator for plugins: pooling is faster; auto falls back to
     /// on-demand when the address space cannot be reserved.
@@ -244,6 +245,7 @@ impl ServeConfig {
 
     /// The cache directory, unless disabled with an empty value.
     pub fn cache_dir(&self) -> Option<PathBuf> {
-        (!self.cache_dir.as_os_str().is_empty()).then(|| self.cache_dir.clone())
+        let dir = self.cache_dir.trim();
+        (!dir.is_empty()).then(|| PathBuf::from(dir))
     }
 }

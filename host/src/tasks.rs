@@ -94,7 +94,26 @@ impl TaskPatch {
     }
 }
 
+/// The first character no stored text may hold: a C0 control other than
+/// tab, newline and carriage return, or DEL. (PostgreSQL refuses NUL in
+/// text; no backend should hold what one of them cannot.)
+pub fn disallowed_char(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| (c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}')
+}
+
+fn check_chars(field: &str, text: &str) -> Result<(), TaskError> {
+    match disallowed_char(text) {
+        Some(c) => Err(TaskError::Invalid(format!(
+            "{field} must not contain the control character U+{:04X}",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn valid_title(title: &str) -> Result<String, TaskError> {
+    check_chars("title", title)?;
     let title = title.trim();
     let chars = title.chars().count();
     if chars == 0 || chars > MAX_TITLE_CHARS {
@@ -106,6 +125,9 @@ fn valid_title(title: &str) -> Result<String, TaskError> {
 }
 
 fn valid_description(description: Option<String>) -> Result<Option<String>, TaskError> {
+    if let Some(text) = &description {
+        check_chars("description", text)?;
+    }
     match description {
         Some(text) if text.chars().count() > MAX_DESCRIPTION_CHARS => Err(TaskError::Invalid(
             format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),

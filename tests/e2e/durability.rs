@@ -312,3 +312,248 @@ async fn sigterm_exits_within_the_grace_period_with_requests_in_flight_finished(
     assert!(status.success(), "exit status {status}");
     eprintln!("exited {:?} after SIGTERM", started.elapsed());
 }
+
+#[tokio::test]
+async fn kill_9_under_concurrent_writers_loses_nothing_acknowledged() {
+    for backend in crate::support::backends() {
+        let db = crate::support::TestDatabase::new(backend).await;
+        let env = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("WASMGATE_CHAT_RATE_PER_MINUTE", "0"),
+        ];
+        let mut server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+        let client = reqwest::Client::new();
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (client, base) = (client.clone(), server.base.clone());
+                tokio::spawn(async move {
+                    let user = format!("writer{w}");
+                    let mut tasks = Vec::new();
+                    let mut turns = Vec::new();
+                    for n in 0.. {
+                        let request = if n % 4 == 0 {
+                            client
+                                .post(format!("{base}/api/{user}/chat"))
+                                .json(&json!({"content": format!("Add a task to call {n}")}))
+                        } else {
+                            client
+                                .post(format!("{base}/api/{user}/tasks"))
+                                .json(&json!({"title": format!("task {n}")}))
+                        };
+                        let Ok(response) = request.bearer_auth(token(&user)).send().await else {
+                            break;
+                        };
+                        let Ok(body) = response.json::<Value>().await else {
+                            break;
+                        };
+                        if let Some(id) = body["id"].as_i64() {
+                            tasks.push(id);
+                        }
+                        if let Some(conversation) = body["conversation_id"].as_i64() {
+                            turns.push((conversation, body["message_id"].as_i64().unwrap()));
+                            if let Some(id) = body["tool_calls"][0]["result"]["task_id"].as_i64() {
+                                tasks.push(id);
+                            }
+                        }
+                    }
+                    (user, tasks, turns)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        server.kill_now();
+        let mut acknowledged = Vec::new();
+        for writer in writers {
+            acknowledged.push(writer.await.unwrap());
+        }
+        let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+        let mut checked = 0;
+        for (user, tasks, turns) in acknowledged {
+            let listed: Value = client
+                .get(server.url(&format!("/api/{user}/tasks")))
+                .bearer_auth(token(&user))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let stored: std::collections::BTreeSet<i64> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_i64().unwrap())
+                .collect();
+            for id in &tasks {
+                assert!(
+                    stored.contains(id),
+                    "{backend:?}: task {id} of {user} was lost"
+                );
+            }
+            for (conversation, message) in &turns {
+                let read: Value = client
+                    .get(server.url(&format!("/api/{user}/conversations/{conversation}")))
+                    .bearer_auth(token(&user))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let ids: Vec<i64> = read["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["id"].as_i64().unwrap())
+                    .collect();
+                assert!(
+                    ids.contains(message),
+                    "{backend:?}: reply {message} was lost"
+                );
+            }
+            checked += tasks.len() + turns.len();
+        }
+        assert!(
+            checked > 50,
+            "{backend:?}: only {checked} writes were acknowledged"
+        );
+        eprintln!("{backend:?}: {checked} acknowledged writes all there after kill -9");
+    }
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_4xx_with_the_json_error_body() {
+    for backend in crate::support::backends() {
+        let db = crate::support::TestDatabase::new(backend).await;
+        let server = TestServer::start_with(&plugins_dir(), &[("DATABASE_URL", &db.url)])
+            .ready()
+            .await;
+        let client = reqwest::Client::new();
+        let alice = token("alice");
+        let json_body = |body: &Value| json!(body);
+        let cases: Vec<(&str, &str, Option<Value>, Option<&str>)> = vec![
+            ("GET", "/api/alice/tasks/%ff", None, None),
+            ("GET", "/api/alice/tasks/abc", None, None),
+            (
+                "GET",
+                "/api/alice/tasks?status=all&status=pending",
+                None,
+                None,
+            ),
+            ("GET", "/api/alice/tasks?status=done", None, None),
+            (
+                "POST",
+                "/api/alice/tasks",
+                Some(json!({"title": "nul \u{0} here"})),
+                None,
+            ),
+            (
+                "POST",
+                "/api/alice/tasks",
+                Some(json!({"title": "ok", "description": "bell \u{7}"})),
+                None,
+            ),
+            ("POST", "/api/alice/tasks", Some(json!({"title": 5})), None),
+            ("POST", "/api/alice/tasks", None, Some("{not json")),
+            (
+                "PUT",
+                "/api/alice/tasks/1",
+                Some(json!({"title": "x\u{0}"})),
+                None,
+            ),
+            (
+                "POST",
+                "/api/alice/chat",
+                Some(json!({"content": "hi \u{0}"})),
+                None,
+            ),
+            (
+                "POST",
+                "/api/alice/chat",
+                Some(json!({"content": ""})),
+                None,
+            ),
+            (
+                "POST",
+                "/api/alice/chat",
+                Some(json!({"content": "hi", "conversation_id": 999})),
+                None,
+            ),
+            ("GET", "/api/alice/conversations/%ff", None, None),
+            (
+                "POST",
+                "/api/v1/chatkit/sessions/cksess_%00/cancel",
+                None,
+                None,
+            ),
+            ("DELETE", "/api/alice/chat", None, None),
+            ("GET", "/no/such/route", None, None),
+        ];
+        for (method, path, body, raw) in cases {
+            let mut request = client
+                .request(method.parse().unwrap(), server.url(path))
+                .bearer_auth(&alice);
+            if let Some(body) = &body {
+                request = request.json(&json_body(body));
+            }
+            if let Some(raw) = raw {
+                request = request.header("content-type", "application/json").body(raw);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let text = response.text().await.unwrap();
+            assert!(
+                (400..500).contains(&status),
+                "{backend:?} {method} {path}: {status} {text}"
+            );
+            assert!(
+                content_type.starts_with("application/json"),
+                "{backend:?} {method} {path}: {content_type} {text}"
+            );
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert!(body["error"]["code"].is_string(), "{method} {path}: {text}");
+            assert!(
+                body["error"]["message"].is_string(),
+                "{method} {path}: {text}"
+            );
+        }
+        // The control characters are a 422 on both backends, never a 503.
+        let nul = client
+            .post(server.url("/api/alice/tasks"))
+            .bearer_auth(&alice)
+            .json(&json!({"title": "a\u{0}b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nul.status(), 422, "{backend:?}");
+        // A streamed turn for a conversation that is not there: 404 before any stream.
+        let streamed = client
+            .post(server.url("/api/alice/chat"))
+            .bearer_auth(&alice)
+            .header("accept", "text/event-stream")
+            .json(&json!({"content": "hi", "conversation_id": 424242}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(streamed.status(), 404, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_cache_dir_disables_the_cache() {
+    let server = TestServer::start_with(&plugins_dir(), &[("WASMGATE_CACHE_DIR", "")])
+        .ready()
+        .await;
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        200
+    );
+    assert!(!server.data_dir().join("cache").exists());
+    assert!(!server.data_dir().join("data/cache").exists());
+}

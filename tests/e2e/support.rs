@@ -212,14 +212,15 @@ impl TestServer {
                 format!("sqlite://{}", data.path().join("wasmgate.db").display()),
             )
             .env("BETTER_AUTH_SECRET", SECRET);
+        command
+            .env("WASMGATE_LISTEN", "127.0.0.1:0")
+            .env("WASMGATE_PLUGINS", plugins)
+            .env("WASMGATE_CACHE_DIR", data.path().join("cache"))
+            .env("RUST_LOG", "warn");
         for (key, value) in env {
             command.env(key, value);
         }
         let mut child = command
-            .env("WASMGATE_LISTEN", "127.0.0.1:0")
-            .env("WASMGATE_PLUGINS", plugins)
-            .env("WASMGATE_CACHE_DIR", data.path().join("cache"))
-            .env("RUST_LOG", "warn")
             .current_dir(data.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -258,6 +259,12 @@ impl TestServer {
     /// The server's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits up to `limit` for the process to exit on its own.

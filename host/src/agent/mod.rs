@@ -48,6 +48,30 @@ const MAX_HISTORY_BYTES: usize = 512 * 1024;
 /// per round; tools beyond it (in name order) are left out of the turn.
 const MAX_TOOLS_BYTES: usize = 256 * 1024;
 
+/// Why a text cannot be a user message: whatever the door, the same rules.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageProblem {
+    #[error("the message has no text")]
+    Empty,
+    #[error("the message must be at most {MAX_MESSAGE_CHARS} characters")]
+    TooLong,
+    #[error("the message must not contain the control character U+{:04X}", *.0 as u32)]
+    ControlCharacter(char),
+}
+
+pub fn check_message(content: &str) -> Result<(), MessageProblem> {
+    if content.trim().is_empty() {
+        return Err(MessageProblem::Empty);
+    }
+    if content.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(MessageProblem::TooLong);
+    }
+    match crate::tasks::disallowed_char(content) {
+        Some(c) => Err(MessageProblem::ControlCharacter(c)),
+        None => Ok(()),
+    }
+}
+
 /// A new conversation's title: the start of its first message.
 pub fn title_from(content: &str) -> String {
     content.trim().chars().take(TITLE_CHARS).collect()
@@ -429,7 +453,7 @@ impl Agent {
             .iter()
             .position(|m| m.role != Role::Tool)
             .map_or(messages.len(), |offset| keep_from + offset);
-        history.extend(messages.drain(keep_from..));
+        history.extend(answer_dangling_calls(messages.drain(keep_from..)));
         Ok(history)
     }
 
@@ -532,6 +556,45 @@ impl Agent {
     }
 }
 
+/// What the model is told of a tool call that has no stored result (the
+/// process stopped while it ran).
+const INTERRUPTED_CALL: &str = r#"{"error":"this tool call was interrupted before it reported a result (the server stopped); whether it took effect is unknown"}"#;
+
+/// `messages` with a tool message for every call that has none: after a
+/// crash mid-call, an assistant message's `tool_calls` would otherwise reach
+/// the provider without their results, which OpenAI-compatible servers
+/// reject, breaking the conversation for good.
+fn answer_dangling_calls(messages: impl Iterator<Item = ChatMessage>) -> Vec<ChatMessage> {
+    let mut repaired: Vec<ChatMessage> = Vec::new();
+    // Calls of the latest assistant message still waiting for a result.
+    let mut waiting: Vec<String> = Vec::new();
+    let flush = |repaired: &mut Vec<ChatMessage>, waiting: &mut Vec<String>| {
+        for id in waiting.drain(..) {
+            repaired.push(ChatMessage {
+                role: Role::Tool,
+                content: INTERRUPTED_CALL.into(),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(id),
+            });
+        }
+    };
+    for message in messages {
+        match message.role {
+            Role::Tool => {
+                let id = message.tool_call_id.as_deref().unwrap_or_default();
+                waiting.retain(|waiting| waiting != id);
+            }
+            _ => {
+                flush(&mut repaired, &mut waiting);
+                waiting = message.tool_calls.iter().map(|c| c.id.clone()).collect();
+            }
+        }
+        repaired.push(message);
+    }
+    flush(&mut repaired, &mut waiting);
+    repaired
+}
+
 fn message_bytes(message: &ChatMessage) -> usize {
     message.content.len()
         + message
@@ -608,4 +671,55 @@ fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
         tool_calls,
         tool_call_id: message.tool_call_id.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: Role, calls: &[&str], answers: Option<&str>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: String::new(),
+            tool_calls: calls
+                .iter()
+                .map(|id| ToolCall {
+                    id: id.to_string(),
+                    name: "add_task".into(),
+                    arguments: "{}".into(),
+                })
+                .collect(),
+            tool_call_id: answers.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_call_without_a_result_is_answered_as_interrupted() {
+        let history = vec![
+            message(Role::User, &[], None),
+            message(Role::Assistant, &["a", "b"], None),
+            message(Role::Tool, &[], Some("a")),
+            // The process stopped here: `b` never got its result.
+            message(Role::User, &[], None),
+            message(Role::Assistant, &["c"], None),
+        ];
+        let repaired = answer_dangling_calls(history.into_iter());
+        let shape: Vec<(Role, Option<&str>)> = repaired
+            .iter()
+            .map(|m| (m.role, m.tool_call_id.as_deref()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::User, None),
+                (Role::Assistant, None),
+                (Role::Tool, Some("a")),
+                (Role::Tool, Some("b")),
+                (Role::User, None),
+                (Role::Assistant, None),
+                (Role::Tool, Some("c")),
+            ]
+        );
+        assert!(repaired[3].content.contains("interrupted"));
+    }
 }

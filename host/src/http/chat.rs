@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::auth::AuthUser;
 use super::{ApiError, AppJson, AppState};
 use crate::agent::{
-    Agent, AgentError, AgentEvent, EventSink, MAX_MESSAGE_CHARS, ToolCallRecord, TurnOutcome,
+    Agent, AgentError, AgentEvent, EventSink, ToolCallRecord, TurnOutcome, check_message,
 };
 use crate::store::{Conversation, StoredMessage};
 
@@ -42,19 +42,17 @@ pub async fn chat(
     AppJson(request): AppJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let user = auth.owns(&user)?.to_string();
-    let chars = request.content.trim().chars().count();
-    if chars == 0 {
-        return Err(ApiError::bad_request("content must not be empty"));
-    }
-    if request.content.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "content must be at most {MAX_MESSAGE_CHARS} characters"
-        )));
-    }
+    check_message(&request.content)?;
     state
         .chat_limiter
         .check(&user)
         .map_err(ApiError::rate_limited)?;
+    // A stream starts with 200: say "not found" before it does.
+    if let Some(id) = request.conversation_id
+        && state.store.conversation(&user, id).await?.is_none()
+    {
+        return Err(ApiError::not_found(format!("conversation {id} not found")));
+    }
 
     let wants_stream = headers
         .get(ACCEPT)

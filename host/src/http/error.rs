@@ -156,3 +156,64 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     };
     ApiError::new(status, code, rejection.body_text())
 }
+
+impl From<crate::agent::MessageProblem> for ApiError {
+    /// Empty or too long: 400 (http-api.md); a control character: 422.
+    fn from(problem: crate::agent::MessageProblem) -> Self {
+        match problem {
+            crate::agent::MessageProblem::ControlCharacter(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                problem.to_string(),
+            ),
+            _ => ApiError::bad_request(problem.to_string()),
+        }
+    }
+}
+
+/// Gives every error response the contract's JSON body: rejections made
+/// outside the handlers (a path or query that does not parse, a bad
+/// multipart boundary, a body over the limit) come from axum and hyper as
+/// plain text. Their text becomes the message; their headers (`Allow`,
+/// `WWW-Authenticate`, `Retry-After`) stay.
+pub async fn json_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        _ if status.is_client_error() => "bad_request",
+        _ => "internal",
+    };
+    let body = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, body.into_body())
+}

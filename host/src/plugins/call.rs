@@ -215,10 +215,12 @@ impl Drop for Session {
 /// stopped the guest into a [`CallError`]. `on_wait` runs when the guest
 /// first waits in an async host call (if it ever does).
 ///
-/// At every epoch tick the guest yields; a guest still running then is
-/// long-running, and resumes only once it holds one of `long_running`'s
-/// permits (given up again at its next tick, and when it returns), so
-/// spinning guests take turns on fewer than all the cores.
+/// At every epoch tick the guest yields. A guest still running at its second
+/// tick is long-running (one that merely straddles a tick is not): from then
+/// on it resumes only once it holds one of `long_running`'s permits (given
+/// up again at its next tick, and when it returns), so spinning guests take
+/// turns on fewer than all the cores and never queue a short call behind
+/// them.
 pub(super) async fn run_guest<R>(
     store: &mut Store<CallState>,
     plugin: &str,
@@ -232,9 +234,14 @@ pub(super) async fn run_guest<R>(
     let turn: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
     let (slots, held) = (long_running.clone(), turn.clone());
     store.set_epoch_deadline(1);
+    let mut ticks = 0u32;
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             return Ok(UpdateDeadline::Interrupt);
+        }
+        ticks += 1;
+        if ticks < 2 {
+            return Ok(UpdateDeadline::Yield(1));
         }
         // Give the turn up, and wait for the next one.
         drop(lock(&held).take());

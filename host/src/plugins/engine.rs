@@ -62,10 +62,17 @@ pub fn build(choice: AllocatorChoice) -> anyhow::Result<(Engine, Allocator)> {
 /// (so what it compiles loads there), without the epoch ticker: for the
 /// compiler child process.
 pub fn for_compiling(allocator: Allocator) -> anyhow::Result<Engine> {
-    new_engine(match allocator {
-        Allocator::Pooling => Some(pooling_config()),
-        Allocator::OnDemand => None,
-    })
+    new_engine_with(
+        match allocator {
+            Allocator::Pooling => Some(pooling_config()),
+            Allocator::OnDemand => None,
+        },
+        // One core: compiling must never take every core from serving.
+        // (The artifact is the same either way.)
+        |config| {
+            config.parallel_compilation(false);
+        },
+    )
 }
 
 fn pooling_config() -> PoolingAllocationConfig {
@@ -95,6 +102,13 @@ fn pooling_config() -> PoolingAllocationConfig {
 }
 
 fn new_engine(pool: Option<PoolingAllocationConfig>) -> anyhow::Result<Engine> {
+    new_engine_with(pool, |_| {})
+}
+
+fn new_engine_with(
+    pool: Option<PoolingAllocationConfig>,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -106,6 +120,7 @@ fn new_engine(pool: Option<PoolingAllocationConfig>) -> anyhow::Result<Engine> {
     if let Some(pool) = pool {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
+    adjust(&mut config);
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("creating the wasmtime engine")

@@ -87,7 +87,8 @@ impl Store {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA journal_size_limit = 67108864;",
                         )
                         .await?;
                     }
@@ -106,6 +107,9 @@ impl Store {
             .run(&pool)
             .await
             .context("applying database migrations")?;
+        if backend == Backend::Sqlite {
+            tokio::spawn(wal_upkeep(pool.clone()));
+        }
         Ok(Store {
             pool,
             backend,
@@ -195,6 +199,52 @@ impl Store {
             } else {
                 tracing::info!("database writes succeed again");
             }
+        }
+    }
+}
+
+/// How often the WAL's size is checked, and the size (in 4 KiB frames)
+/// past which it is checkpointed and truncated.
+const WAL_CHECK_EVERY: Duration = Duration::from_secs(5);
+const WAL_TRUNCATE_FRAMES: i64 = 16 * 1024;
+
+/// Keeps the SQLite WAL bounded under sustained load. SQLite's automatic
+/// checkpoints are passive: while readers keep older snapshots open they
+/// cannot reset the log, and under load it grew to 860 MB. A passive
+/// checkpoint every few seconds reports the log's size without blocking
+/// anyone; past 64 MiB a truncating one waits (within the busy timeout) for
+/// the readers, folds the log in and empties it.
+async fn wal_upkeep(pool: AnyPool) {
+    let mut every = tokio::time::interval(WAL_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let frames = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+            .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 1));
+        match frames {
+            Ok(frames) if frames > WAL_TRUNCATE_FRAMES => {
+                let started = std::time::Instant::now();
+                match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&pool)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(frames, took = ?started.elapsed(), "WAL checkpointed and truncated")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot truncate the WAL"),
+                }
+            }
+            Ok(_) => {}
+            Err(err) if pool.is_closed() => {
+                tracing::debug!(error = %err, "the database closed");
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot checkpoint the WAL"),
         }
     }
 }

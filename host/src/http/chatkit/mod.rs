@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::auth::{AuthUser, bearer_token};
 use super::{ApiError, AppBytes, AppState};
-use crate::agent::{MAX_MESSAGE_CHARS, title_from};
+use crate::agent::{check_message, title_from};
 use stream::Turn;
 use types::{
     AddMessageParams, ClientToolOutputParams, CreateParams, CustomActionParams, Envelope, Event,
@@ -346,14 +346,7 @@ fn user_text(input: &UserMessageInput) -> Result<String, ApiError> {
     if let Some(quoted) = input.quoted_text.as_deref().filter(|q| !q.is_empty()) {
         text = format!("> {quoted}\n\n{text}");
     }
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request("the message has no text"));
-    }
-    if text.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "the message must be at most {MAX_MESSAGE_CHARS} characters"
-        )));
-    }
+    check_message(&text)?;
     Ok(text)
 }
 

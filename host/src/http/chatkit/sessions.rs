@@ -125,6 +125,10 @@ pub async fn cancel(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // Session ids are ours (`cksess_…`); anything else names no session.
+    if crate::tasks::disallowed_char(&id).is_some() || id.len() > 128 {
+        return Err(ApiError::not_found("no such session"));
+    }
     let session = state
         .store
         .cancel_session(&user, &id)
