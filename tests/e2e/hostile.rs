@@ -496,21 +496,7 @@ fn intruder() -> (Vec<u8>, &'static str) {
 }
 
 async fn owner_of_add_task(server: &TestServer) -> Option<String> {
-    let plugins: Value = reqwest::Client::new()
-        .get(server.url("/admin/plugins"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    plugins["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["tools"].as_array().unwrap().contains(&json!("add_task")))
-        .map(|p| p["name"].as_str().unwrap().to_string())
+    owner_of_tool(server, "add_task").await
 }
 
 async fn reload(server: &TestServer) {
@@ -849,4 +835,98 @@ async fn a_plugin_beyond_the_memory_budget_is_rejected_at_load() {
         .err()
         .expect("hostile must not fit");
     assert!(error.to_string().contains("WASMGATE_MEMORY_MIB"), "{error}");
+}
+
+#[tokio::test]
+async fn a_plugin_that_is_not_granted_says_why_until_the_operator_grants_it() {
+    let dir = plugin_dir(
+        &[
+            (
+                "hostile-tasks.wasm",
+                &component(&test_plugins_dir(), "hostile-tasks"),
+            ),
+            (
+                "hostile-tasks.toml",
+                &std::fs::read(test_plugins_dir().join("hostile-tasks.toml")).unwrap(),
+            ),
+        ],
+        "",
+    );
+    let server = TestServer::start_with(dir.path(), &[("WASMGATE_ADMIN_TOKEN", "admin-token")])
+        .ready()
+        .await;
+    let why = rejection(&readyz(&server).await, "hostile-tasks");
+    assert!(why.contains("capability tasks"), "{why}");
+    assert!(owner_of_tool(&server, "add_flood").await.is_none());
+
+    let granted: Value = reqwest::Client::new()
+        .post(server.url("/admin/plugins/hostile-tasks/grant"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        granted["granted"]["capabilities"],
+        json!(["tasks"]),
+        "{granted}"
+    );
+    assert_eq!(
+        owner_of_tool(&server, "add_flood").await.as_deref(),
+        Some("hostile-tasks")
+    );
+    let policy = std::fs::read_to_string(dir.path().join("policy.toml")).unwrap();
+    assert!(policy.contains("[plugins.hostile-tasks]"), "{policy}");
+}
+
+#[test]
+fn the_grant_command_writes_what_the_manifest_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("asker.toml"),
+        "name = \"asker\"\nversion = \"1\"\nkind = \"provider\"\nhosts = [\"api.example.com:443\"]\n\
+         secrets = [\"api_key\"]\n[provider]\nbase_url = \"https://api.example.com/v1\"\napi_key_secret = \"api_key\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["plugins", "grant", "asker", "--plugins"])
+        .arg(dir.path())
+        .env_remove("WASMGATE_POLICY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("secret api_key is read from $API_KEY"),
+        "{text}"
+    );
+    let policy = wasmgate::plugins::Policy::parse(
+        &std::fs::read_to_string(dir.path().join("policy.toml")).unwrap(),
+    )
+    .unwrap();
+    let entry = &policy.plugins["asker"];
+    assert_eq!(entry.hosts, ["api.example.com:443"]);
+    assert_eq!(entry.secrets["api_key"], "API_KEY");
+}
+
+/// The plugin serving `tool`, from the admin API (token `admin-token`).
+async fn owner_of_tool(server: &TestServer, tool: &str) -> Option<String> {
+    let response = reqwest::Client::new()
+        .get(server.url("/admin/plugins"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap();
+    let plugins: Value = response.json().await.unwrap();
+    plugins["plugins"]
+        .as_array()?
+        .iter()
+        .find(|p| p["tools"].as_array().unwrap().contains(&json!(tool)))
+        .map(|p| p["name"].as_str().unwrap().to_string())
 }

@@ -61,6 +61,11 @@ pub struct Server {
 
 #[allow(dead_code, reason = "not every benchmark starts the binary")]
 impl Server {
+    /// The server's data directory (`bench.db` and its WAL).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     /// Starts `wasmgate serve` with the built plugins and `env`.
     pub async fn start(env: &[(&str, &str)]) -> Server {
         let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
