@@ -86,7 +86,7 @@ async fn bench() {
         std::fs::metadata(server.data_dir().join(name)).map_or(0.0, |m| m.len() as f64 / 1e6)
     };
     println!(
-        "\nafter both rows: WAL {:.1} MB beside a {:.1} MB database (kept under 64 MiB by the store)",
+        "\nafter both rows: WAL {:.1} MB beside a {:.1} MB database (truncated past 32 MiB by the store)",
         size("bench.db-wal"),
         size("bench.db")
     );

@@ -97,7 +97,7 @@ async fn a_full_disk_never_acknowledges_a_write_it_did_not_store() {
         }
     }
     // First the promise itself: nothing acknowledged is missing.
-    assert_all_stored(&client, &server, &acknowledged).await;
+    assert_all_stored(&server, &acknowledged).await;
     assert!(refused >= 50, "the disk never filled up");
     let ready = client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "/readyz said ready with a full disk");
@@ -128,25 +128,11 @@ async fn a_full_disk_never_acknowledges_a_write_it_did_not_store() {
     let server = TestServer::start_with(&plugins_dir(), &[("DATABASE_URL", &url)])
         .ready()
         .await;
-    assert_all_stored(&client, &server, &acknowledged).await;
+    assert_all_stored(&server, &acknowledged).await;
 }
 
-async fn assert_all_stored(client: &reqwest::Client, server: &TestServer, acknowledged: &[i64]) {
-    let listed: Value = client
-        .get(server.url("/api/alice/tasks"))
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: std::collections::BTreeSet<i64> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_i64().unwrap())
-        .collect();
+async fn assert_all_stored(server: &TestServer, acknowledged: &[i64]) {
+    let stored = server.task_ids("alice").await;
     let unique: std::collections::BTreeSet<i64> = acknowledged.iter().copied().collect();
     assert_eq!(
         unique.len(),
@@ -177,12 +163,15 @@ async fn slow_headers_are_cut_off_and_health_stays_quick() {
     let server = TestServer::start_with(&plugins_dir(), &[("WASMGATE_HEADER_TIMEOUT_SECS", "1")])
         .ready()
         .await;
-    let slow: Vec<_> = (0..500).map(|_| half_a_head(&server.base)).collect();
+    let slow: Vec<_> = (0..2_000).map(|_| half_a_head(&server.base)).collect();
     let client = reqwest::Client::new();
     let started = Instant::now();
     let health = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    eprintln!("/healthz with 500 slow heads open: {:?}", started.elapsed());
+    // A liveness bound, not a speed target (those live in the benchmarks).
+    let took = started.elapsed();
+    eprintln!("/healthz with 2,000 slow heads open: {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Each one was closed: a read sees the end of the stream (or a reset).
     for mut stream in slow {
@@ -369,21 +358,7 @@ async fn kill_9_under_concurrent_writers_loses_nothing_acknowledged() {
         let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
         let mut checked = 0;
         for (user, tasks, turns) in acknowledged {
-            let listed: Value = client
-                .get(server.url(&format!("/api/{user}/tasks")))
-                .bearer_auth(token(&user))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let stored: std::collections::BTreeSet<i64> = listed
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["id"].as_i64().unwrap())
-                .collect();
+            let stored = server.task_ids(&user).await;
             for id in &tasks {
                 assert!(
                     stored.contains(id),

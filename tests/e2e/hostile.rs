@@ -148,6 +148,35 @@ fn hostile_manifest(host: &str) -> String {
     )
 }
 
+/// A server whose model is the hostile provider, granted `upstream`'s host
+/// and the key in `HOSTILE_API_KEY` (the stock plugins beside it).
+async fn hostile_provider_server(
+    upstream: &Listener,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, TestServer) {
+    let manifest = hostile_manifest(&upstream.host());
+    let dir = plugin_dir(
+        &[
+            (
+                "hostile-provider.wasm",
+                &component(&test_plugins_dir(), "hostile-provider"),
+            ),
+            ("hostile-provider.toml", manifest.as_bytes()),
+        ],
+        &format!(
+            "\n[plugins.hostile-provider]\nhosts = [\"{}\"]\nsecrets = {{ api_key = \"HOSTILE_API_KEY\" }}\n",
+            upstream.host()
+        ),
+    );
+    let mut env = env.to_vec();
+    env.extend([
+        ("WASMGATE_MODEL", "hostile-provider"),
+        ("HOSTILE_API_KEY", GRANTED_KEY),
+    ]);
+    let server = TestServer::start_with(dir.path(), &env).ready().await;
+    (dir, server)
+}
+
 async fn chat(server: &TestServer, user: &str, content: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(server.url(&format!("/api/{user}/chat")))
@@ -274,32 +303,7 @@ async fn a_manifest_can_neither_choose_a_host_secret_nor_send_one_anywhere() {
 #[tokio::test]
 async fn a_provider_stays_under_its_base_url_with_its_own_key() {
     let upstream = Listener::start(Answer::Json).await;
-    let dir = plugin_dir(
-        &[
-            (
-                "hostile-provider.wasm",
-                &component(&test_plugins_dir(), "hostile-provider"),
-            ),
-            (
-                "hostile-provider.toml",
-                hostile_manifest(&upstream.host()).as_bytes(),
-            ),
-        ],
-        &format!(
-            "\n[plugins.hostile-provider]\nhosts = [\"{}\"]\nsecrets = {{ api_key = \"HOSTILE_API_KEY\" }}\n",
-            upstream.host()
-        ),
-    );
-    let server = TestServer::start_with(
-        dir.path(),
-        &[
-            ("WASMGATE_MODEL", "hostile-provider"),
-            ("HOSTILE_API_KEY", GRANTED_KEY),
-            ("OPENAI_API_KEY", OTHER_KEY),
-        ],
-    )
-    .ready()
-    .await;
+    let (_dir, server) = hostile_provider_server(&upstream, &[("OPENAI_API_KEY", OTHER_KEY)]).await;
 
     for path in [
         "/%2e%2e/%2e%2e/admin/secret",
@@ -369,31 +373,7 @@ async fn a_provider_stays_under_its_base_url_with_its_own_key() {
 async fn a_redirect_never_takes_the_key_elsewhere() {
     let elsewhere = Listener::start(Answer::Json).await;
     let upstream = Listener::start(Answer::Redirect(elsewhere.port)).await;
-    let dir = plugin_dir(
-        &[
-            (
-                "hostile-provider.wasm",
-                &component(&test_plugins_dir(), "hostile-provider"),
-            ),
-            (
-                "hostile-provider.toml",
-                hostile_manifest(&upstream.host()).as_bytes(),
-            ),
-        ],
-        &format!(
-            "\n[plugins.hostile-provider]\nhosts = [\"{}\"]\nsecrets = {{ api_key = \"HOSTILE_API_KEY\" }}\n",
-            upstream.host()
-        ),
-    );
-    let server = TestServer::start_with(
-        dir.path(),
-        &[
-            ("WASMGATE_MODEL", "hostile-provider"),
-            ("HOSTILE_API_KEY", GRANTED_KEY),
-        ],
-    )
-    .ready()
-    .await;
+    let (_dir, server) = hostile_provider_server(&upstream, &[]).await;
     let (status, body) = chat(&server, "alice", "hello").await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(upstream.received().len(), 1);
@@ -403,45 +383,8 @@ async fn a_redirect_never_takes_the_key_elsewhere() {
 #[tokio::test]
 async fn fan_out_long_ids_and_streamed_floods_meet_their_budgets() {
     let upstream = Listener::start(Answer::Stream).await;
-    let dir = plugin_dir(
-        &[
-            (
-                "hostile-provider.wasm",
-                &component(&test_plugins_dir(), "hostile-provider"),
-            ),
-            (
-                "hostile-provider.toml",
-                hostile_manifest(&upstream.host()).as_bytes(),
-            ),
-        ],
-        &format!(
-            "\n[plugins.hostile-provider]\nhosts = [\"{}\"]\nsecrets = {{ api_key = \"HOSTILE_API_KEY\" }}\n",
-            upstream.host()
-        ),
-    );
-    let server = TestServer::start_with(
-        dir.path(),
-        &[
-            ("WASMGATE_MODEL", "hostile-provider"),
-            ("HOSTILE_API_KEY", GRANTED_KEY),
-        ],
-    )
-    .ready()
-    .await;
+    let (_dir, server) = hostile_provider_server(&upstream, &[]).await;
     let client = reqwest::Client::new();
-    let tasks_of_alice = || async {
-        let listed: Value = client
-            .get(server.url("/api/alice/tasks"))
-            .bearer_auth(token("alice"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        listed.as_array().unwrap().len()
-    };
-
     // 1,000 tool calls in one round: the round is refused, nothing runs.
     let (status, body) = chat(&server, "alice", "fanout 1000").await;
     assert_eq!(status, 502, "{body}");
@@ -452,12 +395,12 @@ async fn fan_out_long_ids_and_streamed_floods_meet_their_budgets() {
             .contains("tool calls"),
         "{body}"
     );
-    assert_eq!(tasks_of_alice().await, 0);
+    assert_eq!(server.task_ids("alice").await.len(), 0);
     // Within the budget, every call runs.
     let (status, body) = chat(&server, "alice", "fanout 16").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tool_calls"].as_array().unwrap().len(), 16);
-    assert_eq!(tasks_of_alice().await, 16);
+    assert_eq!(server.task_ids("alice").await.len(), 16);
 
     let (status, body) = chat(&server, "alice", "long-id").await;
     assert_eq!(status, 502, "{body}");

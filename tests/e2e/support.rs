@@ -251,6 +251,25 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The ids of `user`'s tasks, read through the REST API.
+    pub async fn task_ids(&self, user: &str) -> std::collections::BTreeSet<i64> {
+        let listed: serde_json::Value = reqwest::Client::new()
+            .get(self.url(&format!("/api/{user}/tasks")))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        listed
+            .as_array()
+            .unwrap_or_else(|| panic!("not a task list: {listed}"))
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    }
+
     /// The server's data directory (its database and compile cache).
     pub fn data_dir(&self) -> &Path {
         self._data.path()

@@ -28,7 +28,7 @@ use axum::routing::{get, patch, post, put};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::{ApiError, AppBytes, AppJson};
 pub use metrics::HttpMetrics;
@@ -104,7 +104,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(error::json_error_bodies))
         .layer(cors::layer(&allowed_origins))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // A 503 from /readyz while plugins load is a state, not an
+                // error; real failures log at ERROR where they happen.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .layer(SetRequestIdLayer::x_request_id(RequestCounter::default()))
 }
 

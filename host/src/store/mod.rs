@@ -88,7 +88,7 @@ impl Store {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA journal_size_limit = 67108864;",
+                             PRAGMA journal_size_limit = 33554432;",
                         )
                         .await?;
                     }
@@ -203,16 +203,16 @@ impl Store {
     }
 }
 
-/// How often the WAL's size is checked, and the size (in 4 KiB frames)
-/// past which it is checkpointed and truncated.
+/// How often the WAL's size is checked, and the size (in 4 KiB frames, so
+/// 32 MiB) past which it is checkpointed and truncated.
 const WAL_CHECK_EVERY: Duration = Duration::from_secs(5);
-const WAL_TRUNCATE_FRAMES: i64 = 16 * 1024;
+const WAL_TRUNCATE_FRAMES: i64 = 8 * 1024;
 
 /// Keeps the SQLite WAL bounded under sustained load. SQLite's automatic
 /// checkpoints are passive: while readers keep older snapshots open they
 /// cannot reset the log, and under load it grew to 860 MB. A passive
 /// checkpoint every few seconds reports the log's size without blocking
-/// anyone; past 64 MiB a truncating one waits (within the busy timeout) for
+/// anyone; past 32 MiB a truncating one waits (within the busy timeout) for
 /// the readers, folds the log in and empties it.
 async fn wal_upkeep(pool: AnyPool) {
     let mut every = tokio::time::interval(WAL_CHECK_EVERY);
