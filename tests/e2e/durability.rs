@@ -532,3 +532,79 @@ async fn an_empty_cache_dir_disables_the_cache() {
     assert!(!server.data_dir().join("cache").exists());
     assert!(!server.data_dir().join("data/cache").exists());
 }
+
+#[tokio::test]
+async fn a_tool_call_cut_off_by_a_crash_is_answered_as_interrupted() {
+    use crate::mock_openai::{MockOpenAi, text};
+    use wasmgate::store::NewMessage;
+
+    // What a crash mid-call leaves: the assistant's call, and no result.
+    let db = crate::support::TestDatabase::new(crate::support::Backend::Sqlite).await;
+    let store = db.store().await;
+    let conversation = store
+        .create_conversation("alice", Some("cut"))
+        .await
+        .unwrap();
+    for message in [
+        NewMessage {
+            role: "user",
+            content: "Add a task to buy milk".into(),
+            ..Default::default()
+        },
+        NewMessage {
+            role: "assistant",
+            tool_calls: Some(
+                json!([{"id": "call_cut", "name": "add_task", "arguments": "{\"title\":\"Buy milk\"}"}])
+                    .to_string(),
+            ),
+            ..Default::default()
+        },
+    ] {
+        store.append_message(conversation.id, message).await.unwrap();
+    }
+    drop(store);
+
+    let mock = MockOpenAi::start(vec![text("Sorry, that was interrupted.")]).await;
+    let mut env: Vec<(&str, String)> = mock.env();
+    env.push(("DATABASE_URL", db.url.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    let client = reqwest::Client::new();
+
+    // The conversation read says the turn was cut.
+    let read: Value = client
+        .get(server.url(&format!("/api/alice/conversations/{}", conversation.id)))
+        .bearer_auth(token("alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["messages"][1]["interrupted"], true, "{read}");
+
+    // The next turn reaches the model with the call answered, not dangling.
+    let response = client
+        .post(server.url("/api/alice/chat"))
+        .bearer_auth(token("alice"))
+        .json(&json!({"content": "Did it work?", "conversation_id": conversation.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = &mock.requests()[0].body["messages"];
+    let messages = sent.as_array().unwrap();
+    let call = messages
+        .iter()
+        .position(|m| m["tool_calls"][0]["id"] == "call_cut")
+        .expect("the cut call is in the history");
+    assert_eq!(messages[call + 1]["role"], "tool", "{sent}");
+    assert_eq!(messages[call + 1]["tool_call_id"], "call_cut");
+    assert!(
+        messages[call + 1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{sent}"
+    );
+}

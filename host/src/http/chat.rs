@@ -230,11 +230,27 @@ pub async fn conversation(
         .ok_or_else(|| ApiError::not_found(format!("conversation {id} not found")))?;
     let messages = state.store.recent_messages(id, i64::MAX).await?;
     let mut body = conversation_json(&conversation);
+    // Calls that have a result; any other call was cut off by a crash.
+    let answered: std::collections::HashSet<&str> = messages
+        .iter()
+        .filter_map(|m| m.tool_call_id.as_deref())
+        .collect();
     // Hidden context (a cancelled reply's note) is for the model only.
     body["messages"] = messages
         .iter()
         .filter(|m| m.role != "hidden")
-        .map(message_json)
+        .map(|m| {
+            let mut json = message_json(m);
+            let cut_off = json["tool_calls"].as_array().is_some_and(|calls| {
+                calls
+                    .iter()
+                    .any(|c| !answered.contains(c["id"].as_str().unwrap_or_default()))
+            });
+            if cut_off {
+                json["interrupted"] = json!(true);
+            }
+            json
+        })
         .collect();
     Ok(Json(body))
 }
