@@ -1,4 +1,4 @@
-//! Every rule of http-api.md's Auth section, against the real binary.
+//! Every rule of the README's auth rules ("HTTP API"), against the real binary.
 
 use std::sync::{Arc, Mutex};
 

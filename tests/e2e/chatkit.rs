@@ -1,5 +1,5 @@
 //! The ChatKit door end to end: the real binary, the `rules` model or the
-//! mock OpenAI server, and every answer checked against chatkit.md (and, in
+//! mock OpenAI server, and every answer checked against the ChatKit protocol (and, in
 //! `the_reference_sdk_accepts_every_answer`, against the SDK's own types).
 
 use std::collections::HashSet;
@@ -189,7 +189,7 @@ fn types(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// chatkit.md's rules for a reply's events: every added item is done later
+/// The ChatKit protocol's rules for a reply's events: every added item is done later
 /// with the same id, updates only touch open items, item ids are unique,
 /// and an assistant message's deltas add up to its final text.
 fn check_reply_order(events: &[Value]) {

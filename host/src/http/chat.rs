@@ -1,4 +1,4 @@
-//! `POST /api/{user_id}/chat` (http-api.md) and the conversation reads.
+//! `POST /api/{user_id}/chat` (README, "HTTP API") and the conversation reads.
 //!
 //! One agent turn per request. By default the answer is one JSON object;
 //! with `Accept: text/event-stream` the same turn streams as server-sent

@@ -1,4 +1,4 @@
-//! The tasks REST API (http-api.md, "Tasks REST API"): the same store the
+//! The tasks REST API (README, "HTTP API"): the same store the
 //! task tools use, for the user in the path.
 
 use axum::Json;

@@ -1,5 +1,5 @@
 //! The ChatKit door: `POST /api/v1/chatkit` speaking the protocol of
-//! chatkit.md, and the client-secret sessions the widget authenticates with.
+//! the ChatKit protocol (README, "ChatKit"), and the client-secret sessions the widget authenticates with.
 //!
 //! Threads are the chat API's conversations; a turn runs through the same
 //! agent as `/chat` and streams as ChatKit events ([`stream`]). Wire types

@@ -1,6 +1,6 @@
 //! A turn as a ChatKit event stream.
 //!
-//! The agent's events become ChatKit's, in chatkit.md's order: the user
+//! The agent's events become ChatKit's, in the ChatKit protocol's order: the user
 //! message (`thread.item.done`) and `stream_options` first, then each reply
 //! as `thread.item.added` → `content_part.added` → `text_delta`s →
 //! `content_part.done` → `thread.item.done`, and each round of tool calls
