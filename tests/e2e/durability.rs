@@ -160,6 +160,7 @@ fn half_a_head(base: &str) -> std::net::TcpStream {
 
 #[tokio::test]
 async fn slow_headers_are_cut_off_and_health_stays_quick() {
+    let _alone = crate::support::exclusive().await;
     let server = TestServer::start_with(&plugins_dir(), &[("WASMGATE_HEADER_TIMEOUT_SECS", "1")])
         .ready()
         .await;
@@ -304,6 +305,7 @@ async fn sigterm_exits_within_the_grace_period_with_requests_in_flight_finished(
 
 #[tokio::test]
 async fn kill_9_under_concurrent_writers_loses_nothing_acknowledged() {
+    let _alone = crate::support::exclusive().await;
     for backend in crate::support::backends() {
         let db = crate::support::TestDatabase::new(backend).await;
         let env = [

@@ -650,6 +650,7 @@ async fn a_forty_megabyte_tool_list_is_rejected_at_load() {
 
 #[tokio::test]
 async fn a_slow_compile_meets_its_budget_and_never_delays_start_up() {
+    let _alone = support::exclusive().await;
     let examples = crate::support::workspace_root().join("target/example-plugins");
     let slow = component(&examples, "search-tasks");
     let bomb = component(&test_plugins_dir(), "schema-bomb");
@@ -721,6 +722,7 @@ async fn a_slow_compile_meets_its_budget_and_never_delays_start_up() {
 
 #[tokio::test]
 async fn one_plugin_at_its_limits_never_fails_a_neighbour() {
+    let _alone = support::exclusive().await;
     let runtime = std::sync::Arc::new(support::runtime());
     let hostile = support::load(&runtime, &test_plugins_dir(), "hostile").await;
     let echo = support::load(&runtime, &test_plugins_dir(), "echo").await;

@@ -55,6 +55,7 @@ fn start_with_greeter() -> (tempfile::TempDir, TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_swap_under_load_with_zero_failed_requests() {
+    let _alone = crate::support::exclusive().await;
     let (dir, server) = start_with_greeter();
     let server = Arc::new(server.ready().await);
     let client = reqwest::Client::new();

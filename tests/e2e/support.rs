@@ -64,6 +64,16 @@ pub fn runtime_with(store: &Store) -> Runtime {
     .expect("the engine builds")
 }
 
+/// Tests that load the machine heavily (spinning guests, a long compile,
+/// thousands of connections or rows) or that time what a loaded machine
+/// would slow down (a hot swap within 1 s) hold this, so no two of them
+/// run at once on a 2-core machine. (A tokio mutex: each test has a
+/// runtime of its own, and the lock works across them.)
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// The HS256 secret test servers run with.
 pub const SECRET: &str = "test-secret-of-sufficient-length-0123456789";
 

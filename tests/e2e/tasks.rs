@@ -464,6 +464,7 @@ async fn two_hundred_concurrent_adds_make_two_hundred_tasks() {
 
 #[tokio::test]
 async fn list_tasks_pages_through_ten_thousand_tasks() {
+    let _alone = support::exclusive().await;
     use wasmgate::tasks::{NewTask, TaskRepository};
 
     for backend in support::backends() {
