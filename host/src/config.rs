@@ -200,6 +200,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_MAX_TASKS_PER_USER", default_value_t = crate::store::DEFAULT_MAX_TASKS_PER_USER)]
     pub max_tasks_per_user: u32,
 
+    /// MiB the SQLite WAL may reach before it is checkpointed and truncated
+    /// (checked every 5 s); 0 leaves it to SQLite's automatic checkpoints.
+    #[arg(long, env = "WASMGATE_WAL_LIMIT_MIB", default_value_t = crate::store::DEFAULT_WAL_LIMIT_MIB)]
+    pub wal_limit_mib: u32,
+
     /// Task changes (adds, updates, deletes) plugins may make per user and
     /// minute, over all plugins; 0 for no limit.
     #[arg(long, env = "WASMGATE_TASK_WRITES_PER_MINUTE", default_value_t = 600)]

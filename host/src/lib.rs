@@ -39,7 +39,8 @@ pub async fn run(
     let store = Store::connect(&config.database_url)
         .await
         .context("opening the database")?
-        .with_max_tasks_per_user(config.max_tasks_per_user);
+        .with_max_tasks_per_user(config.max_tasks_per_user)
+        .keep_wal_under(config.wal_limit_mib);
 
     // Dev mode: no way to verify anyone's token is configured, so a secret
     // made for this run, which the chat page may also use (from this
@@ -106,6 +107,7 @@ pub async fn run(
             max_rounds: config.max_rounds.max(1),
             history_messages: config.history_messages.max(2),
             provider_timeout: Duration::from_secs(config.provider_timeout_secs.max(1)),
+            turns_per_minute: config.chat_rate_per_minute,
         },
     );
     let state = http::AppState {
@@ -114,7 +116,6 @@ pub async fn run(
         reloader,
         store,
         agent: Arc::new(agent),
-        chat_limiter: Arc::new(http::RateLimiter::new(config.chat_rate_per_minute)),
         http_metrics: Default::default(),
         auth: Arc::new(authenticator),
         dev_secret,

@@ -219,11 +219,17 @@ async fn the_rules_model_follows_the_spec_table_in_one_conversation() {
     let (_, conversation) = chat.get(&format!("/conversations/{id}")).await;
     let messages = conversation["messages"].as_array().unwrap();
     assert_eq!(messages.iter().filter(|m| m["role"] == "user").count(), 11);
-    assert!(
-        messages
-            .iter()
-            .any(|m| m["role"] == "tool" && m["tool_name"] == "delete_task")
-    );
+    // User message and reply alternate: a reply folds in its tool rounds.
+    for pair in messages.chunks(2) {
+        assert_eq!(pair[0]["role"], "user", "{conversation}");
+        assert_eq!(pair[1]["role"], "assistant", "{conversation}");
+        assert_ne!(pair[1]["content"], "", "no empty bubbles: {conversation}");
+    }
+    assert!(messages.iter().any(|m| {
+        m["tool_calls"]
+            .as_array()
+            .is_some_and(|calls| calls.iter().any(|c| c["name"] == "delete_task"))
+    }));
 }
 
 #[tokio::test]
@@ -289,6 +295,35 @@ async fn two_parallel_tool_calls_reach_the_model_with_their_results() {
     let add = &first.body["tools"][0]["function"]["parameters"];
     assert_eq!(add["required"], json!(["title"]));
     assert!(add["properties"].get("user_id").is_none());
+
+    // The conversation reads back as /chat answered: the user message, then
+    // one reply with both calls as objects, results included.
+    let id = reply["conversation_id"].as_i64().unwrap();
+    let (_, conversation) = chat.get(&format!("/conversations/{id}")).await;
+    let messages = conversation["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{conversation}");
+    assert_eq!(messages[0]["content"], "Add buy milk and walk the dog");
+    assert_eq!(messages[1]["id"], reply["message_id"]);
+    assert_eq!(messages[1]["content"], reply["response"]);
+    assert_eq!(messages[1]["tool_calls"], reply["tool_calls"]);
+    assert_eq!(
+        messages[1]["tool_calls"][0]["arguments"]["title"],
+        "Buy milk"
+    );
+    assert_eq!(conversation["has_more"], false);
+
+    // Paged: one message at a time, by cursor.
+    let (_, first) = chat.get(&format!("/conversations/{id}?limit=1")).await;
+    assert_eq!(first["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(first["has_more"], true);
+    let after = first["next_after"].as_i64().unwrap();
+    let (_, rest) = chat
+        .get(&format!("/conversations/{id}?limit=1&after={after}"))
+        .await;
+    assert_eq!(rest["messages"][0], messages[1], "{rest}");
+    assert_eq!(rest["has_more"], false);
+    let (status, _) = chat.get(&format!("/conversations/{id}?limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // The second round carries the assistant's calls and both results.
     let second = requests[1].body["messages"].as_array().unwrap();

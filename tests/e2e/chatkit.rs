@@ -268,6 +268,13 @@ async fn a_new_thread_streams_in_protocol_order() {
         user["content"],
         json!([{"type": "input_text", "text": "Add a task to buy milk"}])
     );
+    // The reply's item opens empty; its part comes with content_part.added
+    // (as the reference SDK's server sends them).
+    assert_eq!(events[6]["item"]["content"], json!([]), "{}", events[6]);
+    assert_eq!(
+        events[7]["update"]["content"],
+        json!({"type": "output_text", "text": "", "annotations": []})
+    );
     let task = &events[5]["item"]["workflow"]["tasks"][0];
     assert_eq!(task["title"], "add_task");
     assert_eq!(task["status_indicator"], "complete");
@@ -466,6 +473,28 @@ async fn threads_are_the_chat_apis_conversations_both_ways() {
         users,
         ["Add a task to water plants", "Mark task 2 as complete"]
     );
+    // Both doors' turns read back in one shape: each reply with its calls
+    // as objects, results included, as /chat answers them.
+    let messages = conversation["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{conversation}");
+    let streamed = &messages[1];
+    assert_eq!(streamed["role"], "assistant");
+    assert_eq!(streamed["tool_calls"][0]["name"], "add_task", "{streamed}");
+    assert_eq!(
+        streamed["tool_calls"][0]["arguments"]["title"],
+        "Water plants"
+    );
+    assert!(
+        streamed["tool_calls"][0]["result"].is_object(),
+        "{streamed}"
+    );
+    let reply = events.last().unwrap()["item"].clone();
+    assert_eq!(
+        streamed["content"], reply["content"][0]["text"],
+        "the text the widget was shown"
+    );
+    assert_eq!(messages[3]["id"], answer["message_id"]);
+    assert_eq!(messages[3]["tool_calls"], answer["tool_calls"]);
 
     // The chat API lists the most recently active first, whichever door.
     let first = thread_first.strip_prefix("thr_").unwrap().to_string();
@@ -841,8 +870,38 @@ async fn sessions_issue_expire_cancel_and_rate_limit_secrets_on(server: TestServ
         .status();
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a secret is not a JWT");
 
-    // Bound to a conversation; bad bodies; another user's conversation.
+    // A session that names no conversation opens the user's latest...
     let id: i64 = thread.strip_prefix("thr_").unwrap().parse().unwrap();
+    assert!(session["conversation_id"].is_i64(), "a new one: {session}");
+    let latest: Value = create("alice", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(latest["conversation_id"], id, "{latest}");
+    assert_eq!(latest["thread_id"], thread.as_str());
+    // ...or, for a user with none, a new one, named by its first message.
+    let fresh: Value = create("carol", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let opened = fresh["thread_id"].as_str().unwrap().to_string();
+    assert_eq!(fresh["conversation_id"].to_string(), opened["thr_".len()..]);
+    let carol = ChatKit::new(&server, "carol");
+    carol
+        .stream(
+            "threads.add_user_message",
+            json!({"thread_id": opened, "input": input("Add a task to call mom")}),
+        )
+        .await;
+    let listed = rest_get(&server, "carol", "/conversations").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["title"], "Add a task to call mom");
+
+    // Bound to a conversation; bad bodies; another user's conversation.
     let bound: Value = create("alice", json!({"conversation_id": id}))
         .await
         .unwrap()

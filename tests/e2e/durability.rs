@@ -538,7 +538,7 @@ async fn an_empty_cache_dir_disables_the_cache() {
 #[tokio::test]
 async fn a_tool_call_cut_off_by_a_crash_is_answered_as_interrupted() {
     use crate::mock_openai::{MockOpenAi, text};
-    use wasmgate::store::NewMessage;
+    use wasmgate::store::{NewMessage, Role, ToolCall};
 
     // What a crash mid-call leaves: the assistant's call, and no result.
     let db = crate::support::TestDatabase::new(crate::support::Backend::Sqlite).await;
@@ -548,21 +548,20 @@ async fn a_tool_call_cut_off_by_a_crash_is_answered_as_interrupted() {
         .await
         .unwrap();
     for message in [
+        NewMessage::text(Role::User, "Add a task to buy milk"),
         NewMessage {
-            role: "user",
-            content: "Add a task to buy milk".into(),
-            ..Default::default()
-        },
-        NewMessage {
-            role: "assistant",
-            tool_calls: Some(
-                json!([{"id": "call_cut", "name": "add_task", "arguments": "{\"title\":\"Buy milk\"}"}])
-                    .to_string(),
-            ),
-            ..Default::default()
+            tool_calls: vec![ToolCall {
+                id: "call_cut".into(),
+                name: "add_task".into(),
+                arguments: r#"{"title":"Buy milk"}"#.into(),
+            }],
+            ..NewMessage::text(Role::Assistant, "")
         },
     ] {
-        store.append_message(conversation.id, message).await.unwrap();
+        store
+            .append_message(conversation.id, message)
+            .await
+            .unwrap();
     }
     drop(store);
 

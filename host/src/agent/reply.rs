@@ -8,11 +8,9 @@
 
 use std::sync::Mutex;
 
-use serde_json::{Value, json};
-
-use super::{AgentEvent, EventSink};
-use crate::plugins::provider::Completion;
-use crate::store::{NewMessage, Store, StoreError, StoredMessage};
+use super::AgentEvent;
+use super::events::EventSink;
+use crate::store::{NewMessage, Role, Store, StoreError, StoredMessage, ToolCall};
 
 pub(super) struct Reply<'a> {
     store: &'a Store,
@@ -51,7 +49,7 @@ impl<'a> Reply<'a> {
 
     /// Stores the empty row a streamed round will complete.
     pub async fn reserve(&self) -> Result<(), StoreError> {
-        let row = self.insert(String::new(), None).await?;
+        let row = self.insert(String::new(), Vec::new()).await?;
         self.state().row = Some(row);
         Ok(())
     }
@@ -69,7 +67,7 @@ impl<'a> Reply<'a> {
         if !announced && !failed {
             let row = match row {
                 Some(row) => Ok(row),
-                None => self.insert(String::new(), None).await,
+                None => self.insert(String::new(), Vec::new()).await,
             };
             match row {
                 Ok(row) => {
@@ -95,15 +93,11 @@ impl<'a> Reply<'a> {
 
     /// Stores the round's complete message (its text and any tool calls)
     /// and reports it; returns its id and creation time.
-    pub async fn finish(&self, completion: &Completion) -> Result<(i64, String), StoreError> {
-        let tool_calls = (!completion.tool_calls.is_empty()).then(|| {
-            let calls: Vec<Value> = completion
-                .tool_calls
-                .iter()
-                .map(|call| json!({"id": call.id, "name": call.name, "arguments": call.arguments}))
-                .collect();
-            Value::Array(calls).to_string()
-        });
+    pub async fn finish(
+        &self,
+        text: &str,
+        tool_calls: &[ToolCall],
+    ) -> Result<(i64, String), StoreError> {
         let (row, announced, failed) = {
             let state = self.state();
             (state.row.clone(), state.announced, state.failed)
@@ -113,19 +107,14 @@ impl<'a> Reply<'a> {
         }
         let row = match row {
             Some(row) => {
-                self.store
-                    .finish_message(row.id, &completion.text, tool_calls.as_deref())
-                    .await?;
+                self.store.finish_message(row.id, text, tool_calls).await?;
                 row
             }
-            None => {
-                self.insert(completion.text.clone(), tool_calls.clone())
-                    .await?
-            }
+            None => self.insert(text.to_string(), tool_calls.to_vec()).await?,
         };
         // A message is shown as a reply when it says something, or when it
         // is all the round produced.
-        let shown = announced || !completion.text.is_empty() || tool_calls.is_none();
+        let shown = announced || !text.is_empty() || tool_calls.is_empty();
         if shown && !announced {
             // Text that arrived whole is reported as one delta.
             self.events
@@ -134,9 +123,9 @@ impl<'a> Reply<'a> {
                     created_at: row.created_at.clone(),
                 })
                 .await;
-            if !completion.text.is_empty() {
+            if !text.is_empty() {
                 self.events
-                    .send(AgentEvent::TextDelta(completion.text.clone()))
+                    .send(AgentEvent::TextDelta(text.to_string()))
                     .await;
             }
         }
@@ -144,7 +133,7 @@ impl<'a> Reply<'a> {
             self.events
                 .send(AgentEvent::ReplyDone {
                     message_id: row.id,
-                    text: completion.text.clone(),
+                    text: text.to_string(),
                 })
                 .await;
         }
@@ -160,7 +149,7 @@ impl<'a> Reply<'a> {
         };
         match row {
             Some(row) if text.is_empty() => self.store.delete_message(row.id).await,
-            Some(row) => self.store.finish_message(row.id, &text, None).await,
+            Some(row) => self.store.finish_message(row.id, &text, &[]).await,
             None => Ok(()),
         }
     }
@@ -168,13 +157,11 @@ impl<'a> Reply<'a> {
     async fn insert(
         &self,
         content: String,
-        tool_calls: Option<String>,
+        tool_calls: Vec<ToolCall>,
     ) -> Result<StoredMessage, StoreError> {
         let message = NewMessage {
-            role: "assistant",
-            content,
             tool_calls,
-            ..Default::default()
+            ..NewMessage::text(Role::Assistant, content)
         };
         self.store
             .append_message(self.conversation_id, message)

@@ -217,3 +217,47 @@ pub async fn json_error_bodies(response: Response) -> Response {
     );
     Response::from_parts(parts, body.into_body())
 }
+
+impl From<crate::agent::AgentError> for ApiError {
+    /// What every door answers for a turn that could not start or failed;
+    /// a provider's failure says that the user's message was kept.
+    fn from(error: crate::agent::AgentError) -> Self {
+        use crate::agent::AgentError;
+        let saved = |conversation_id: i64| {
+            format!("{error}. Your message was saved in conversation {conversation_id}.")
+        };
+        match &error {
+            AgentError::InvalidMessage(problem) => problem.clone().into(),
+            AgentError::RateLimited(wait) => ApiError::rate_limited(*wait),
+            AgentError::ConversationNotFound(_) | AgentError::MessageNotFound(_) => {
+                ApiError::not_found(error.to_string())
+            }
+            AgentError::NotAUserMessage(_) => ApiError::bad_request(error.to_string()),
+            AgentError::Store(_) => ApiError::storage_unavailable(),
+            AgentError::Provider {
+                conversation_id, ..
+            } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "provider_error",
+                saved(*conversation_id),
+            ),
+            AgentError::ProviderTimeout {
+                conversation_id, ..
+            } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "provider_timeout",
+                saved(*conversation_id),
+            ),
+            AgentError::ProviderMissing(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                error.to_string(),
+            ),
+            // Only a turn the client left is cancelled; no one reads this.
+            AgentError::Cancelled { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "cancelled", error.to_string())
+            }
+            AgentError::Crashed(_) => ApiError::internal(&error),
+        }
+    }
+}

@@ -8,12 +8,12 @@ mod admin;
 mod auth;
 mod chat;
 mod chatkit;
+mod conversations;
 mod cors;
 mod error;
 mod health;
 mod mcp;
 mod metrics;
-mod rate_limit;
 pub mod server;
 mod tasks;
 mod web;
@@ -32,7 +32,6 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::{ApiError, AppBytes, AppJson};
 pub use metrics::HttpMetrics;
-pub use rate_limit::RateLimiter;
 
 use crate::agent::Agent;
 use crate::auth::Authenticator;
@@ -49,7 +48,6 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub agent: Arc<Agent>,
-    pub chat_limiter: Arc<RateLimiter>,
     pub http_metrics: Arc<HttpMetrics>,
     /// Dev mode's secret for this run (no `BETTER_AUTH_SECRET`): the chat
     /// page may ask for a demo token.
@@ -82,8 +80,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/{user_id}/chat", post(chat::chat))
-        .route("/api/{user_id}/conversations", get(chat::conversations))
-        .route("/api/{user_id}/conversations/{id}", get(chat::conversation))
+        .route("/api/{user_id}/conversations", get(conversations::list))
+        .route(
+            "/api/{user_id}/conversations/{id}",
+            get(conversations::read),
+        )
         .route("/api/{user_id}/tasks", get(tasks::list).post(tasks::create))
         .route(
             "/api/{user_id}/tasks/{id}",

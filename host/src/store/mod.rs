@@ -6,12 +6,16 @@
 //! schema differs, in `migrations/sqlite` and `migrations/postgres`.
 
 mod conversations;
+mod messages;
 mod sessions;
 mod tasks;
 mod tool_owners;
+mod transcript;
 
-pub use conversations::{Conversation, NewMessage, Order, StoredMessage};
+pub use conversations::Conversation;
+pub use messages::{NewMessage, Role, StoredMessage, ToolCall};
 pub use sessions::ChatKitSession;
+pub use transcript::{Order, ToolCallRecord, TranscriptEntry};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -107,9 +111,6 @@ impl Store {
             .run(&pool)
             .await
             .context("applying database migrations")?;
-        if backend == Backend::Sqlite {
-            tokio::spawn(wal_upkeep(pool.clone()));
-        }
         Ok(Store {
             pool,
             backend,
@@ -121,6 +122,16 @@ impl Store {
     /// Sets how many tasks one user may hold (0: no limit).
     pub fn with_max_tasks_per_user(mut self, max: u32) -> Store {
         self.max_tasks_per_user = max.into();
+        self
+    }
+
+    /// Keeps a SQLite WAL under `limit_mib` while the store is open (a no-op
+    /// on PostgreSQL; 0 leaves the WAL to SQLite's automatic checkpoints).
+    pub fn keep_wal_under(self, limit_mib: u32) -> Store {
+        if self.backend == Backend::Sqlite && limit_mib > 0 {
+            let frames = i64::from(limit_mib) * 1024 * 1024 / WAL_FRAME_BYTES;
+            tokio::spawn(wal_upkeep(self.pool.clone(), frames));
+        }
         self
     }
 
@@ -203,18 +214,22 @@ impl Store {
     }
 }
 
-/// How often the WAL's size is checked, and the size (in 4 KiB frames, so
-/// 32 MiB) past which it is checkpointed and truncated.
+/// How often the WAL's size is checked.
 const WAL_CHECK_EVERY: Duration = Duration::from_secs(5);
-const WAL_TRUNCATE_FRAMES: i64 = 8 * 1024;
+/// A WAL frame: one 4 KiB page (SQLite's default page size) and its header,
+/// rounded down to the page.
+const WAL_FRAME_BYTES: i64 = 4096;
+
+/// The default of `WASMGATE_WAL_LIMIT_MIB`.
+pub const DEFAULT_WAL_LIMIT_MIB: u32 = 32;
 
 /// Keeps the SQLite WAL bounded under sustained load. SQLite's automatic
 /// checkpoints are passive: while readers keep older snapshots open they
 /// cannot reset the log, and under load it grew to 860 MB. A passive
 /// checkpoint every few seconds reports the log's size without blocking
-/// anyone; past 32 MiB a truncating one waits (within the busy timeout) for
+/// anyone; past `limit_frames` a truncating one waits (within the busy timeout) for
 /// the readers, folds the log in and empties it.
-async fn wal_upkeep(pool: AnyPool) {
+async fn wal_upkeep(pool: AnyPool, limit_frames: i64) {
     let mut every = tokio::time::interval(WAL_CHECK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -227,7 +242,7 @@ async fn wal_upkeep(pool: AnyPool) {
             .await
             .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 1));
         match frames {
-            Ok(frames) if frames > WAL_TRUNCATE_FRAMES => {
+            Ok(frames) if frames > limit_frames => {
                 let started = std::time::Instant::now();
                 match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                     .execute(&pool)

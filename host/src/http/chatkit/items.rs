@@ -12,8 +12,9 @@ use super::types::{
     ItemBase, OutputText, Page, SortOrder, Summary, Task, Thread, ThreadItem, ThreadStatus,
     UserContent, Workflow,
 };
-use crate::agent::ToolCallRecord;
-use crate::store::{Conversation, Order, Store, StoreError, StoredMessage};
+use crate::store::{
+    Conversation, Order, Role, Store, StoreError, StoredMessage, ToolCallRecord, TranscriptEntry,
+};
 
 /// Items per page when the client names no limit.
 pub const DEFAULT_PAGE: i64 = 20;
@@ -38,15 +39,38 @@ pub fn parse_thread_id(id: &str) -> Option<i64> {
     id.strip_prefix("thr_")?.parse().ok()
 }
 
-/// The message row behind an item id (`msg_<row>` or `wf_<row>`).
-pub fn parse_item_id(id: &str) -> Option<i64> {
-    let row = id.strip_prefix("msg_").or_else(|| id.strip_prefix("wf_"))?;
-    row.parse().ok()
+/// An item's id: which item of which stored message. A user message or an
+/// assistant's text is `msg_<row>`; the workflow of an assistant message's
+/// tool calls is `wf_<row>`, so one row can show both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemId {
+    Message(i64),
+    Workflow(i64),
 }
 
-/// The message row behind a message item id (`msg_<row>`).
-pub fn parse_message_id(id: &str) -> Option<i64> {
-    id.strip_prefix("msg_")?.parse().ok()
+impl ItemId {
+    pub fn parse(id: &str) -> Option<ItemId> {
+        if let Some(row) = id.strip_prefix("msg_") {
+            return row.parse().ok().map(ItemId::Message);
+        }
+        id.strip_prefix("wf_")?.parse().ok().map(ItemId::Workflow)
+    }
+
+    /// The stored message the item shows.
+    pub fn row(self) -> i64 {
+        match self {
+            ItemId::Message(row) | ItemId::Workflow(row) => row,
+        }
+    }
+}
+
+impl std::fmt::Display for ItemId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemId::Message(row) => write!(f, "msg_{row}"),
+            ItemId::Workflow(row) => write!(f, "wf_{row}"),
+        }
+    }
 }
 
 /// A stored timestamp as ChatKit sends it: ISO 8601 UTC, milliseconds.
@@ -77,9 +101,9 @@ pub fn thread(conversation: &Conversation, items: Page<ThreadItem>) -> Thread {
     }
 }
 
-fn base(prefix: &str, message_id: i64, thread_id: &str, created_at: &str) -> ItemBase {
+fn base(id: ItemId, thread_id: &str, created_at: &str) -> ItemBase {
     ItemBase {
-        id: format!("{prefix}_{message_id}"),
+        id: id.to_string(),
         thread_id: thread_id.to_string(),
         created_at: iso(created_at),
     }
@@ -87,7 +111,7 @@ fn base(prefix: &str, message_id: i64, thread_id: &str, created_at: &str) -> Ite
 
 pub fn user_message(message: &StoredMessage, thread_id: &str) -> ThreadItem {
     ThreadItem::UserMessage {
-        base: base("msg", message.id, thread_id, &message.created_at),
+        base: base(ItemId::Message(message.id), thread_id, &message.created_at),
         content: vec![UserContent::Text {
             text: message.content.clone(),
         }],
@@ -97,6 +121,7 @@ pub fn user_message(message: &StoredMessage, thread_id: &str) -> ThreadItem {
     }
 }
 
+/// An assistant message with its text.
 pub fn assistant_message(
     message_id: i64,
     thread_id: &str,
@@ -104,28 +129,34 @@ pub fn assistant_message(
     text: &str,
 ) -> ThreadItem {
     ThreadItem::AssistantMessage {
-        base: base("msg", message_id, thread_id, created_at),
+        base: base(ItemId::Message(message_id), thread_id, created_at),
         content: vec![OutputText::new(text)],
+    }
+}
+
+/// An assistant message that has just begun streaming: no content yet
+/// (its part comes with `content_part.added`, as the SDK's server sends it).
+pub fn assistant_message_begun(message_id: i64, thread_id: &str, created_at: &str) -> ThreadItem {
+    ThreadItem::AssistantMessage {
+        base: base(ItemId::Message(message_id), thread_id, created_at),
+        content: Vec::new(),
     }
 }
 
 /// One tool call as a workflow task; finished once it has a result.
 pub fn task(call: &ToolCallRecord) -> Task {
     let arguments = compact(&call.arguments);
-    let (status_indicator, icon, content) = if call.result.is_null() {
-        ("loading", "bolt", arguments)
-    } else if call.is_error {
-        (
+    let (status_indicator, icon, content) = match &call.result {
+        None => ("loading", "bolt", arguments),
+        Some(result) => (
             "complete",
-            "info",
-            format!("{arguments} → {}", compact(&call.result)),
-        )
-    } else {
-        (
-            "complete",
-            "check-circle",
-            format!("{arguments} → {}", compact(&call.result)),
-        )
+            if call.is_error {
+                "info"
+            } else {
+                "check-circle"
+            },
+            format!("{arguments} → {}", compact(result)),
+        ),
     };
     Task {
         status_indicator,
@@ -151,7 +182,7 @@ pub fn workflow(
 ) -> ThreadItem {
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
     ThreadItem::Workflow {
-        base: base("wf", message_id, thread_id, created_at),
+        base: base(ItemId::Workflow(message_id), thread_id, created_at),
         workflow: Workflow {
             kind: "custom",
             tasks: calls.iter().map(task).collect(),
@@ -163,22 +194,14 @@ pub fn workflow(
     }
 }
 
-/// The items a stored message shows, in ascending order. Its tool results
-/// are those of `results` between it and `next`, the next message shown.
-fn items_of(
-    message: &StoredMessage,
-    next: i64,
-    results: &[StoredMessage],
-    thread_id: &str,
-) -> Vec<ThreadItem> {
-    if message.role == "user" {
+/// The items a transcript entry shows, in ascending order: a user message,
+/// or an assistant's text (if it said something) and its workflow (if it
+/// called tools).
+fn items_of(entry: &TranscriptEntry, thread_id: &str) -> Vec<ThreadItem> {
+    let message = &entry.message;
+    if message.role == Role::User {
         return vec![user_message(message, thread_id)];
     }
-    let calls: Vec<Value> = message
-        .tool_calls
-        .as_deref()
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
     let mut items = Vec::new();
     if !message.content.is_empty() {
         items.push(assistant_message(
@@ -188,37 +211,12 @@ fn items_of(
             &message.content,
         ));
     }
-    if !calls.is_empty() {
-        let results: Vec<&StoredMessage> = results
-            .iter()
-            .filter(|r| r.id > message.id && r.id < next)
-            .collect();
-        let records: Vec<ToolCallRecord> = calls
-            .iter()
-            .map(|call| {
-                let id = call["id"].as_str().unwrap_or_default();
-                let result = results
-                    .iter()
-                    .find(|r| r.tool_call_id.as_deref() == Some(id));
-                ToolCallRecord {
-                    id: id.to_string(),
-                    name: call["name"].as_str().unwrap_or_default().to_string(),
-                    arguments: call["arguments"]
-                        .as_str()
-                        .and_then(|a| serde_json::from_str(a).ok())
-                        .unwrap_or(Value::Null),
-                    result: result
-                        .map(|r| serde_json::from_str(&r.content).unwrap_or(Value::Null))
-                        .unwrap_or(Value::Null),
-                    is_error: result.is_some_and(|r| r.is_error),
-                }
-            })
-            .collect();
+    if !entry.calls.is_empty() {
         items.push(workflow(
             message.id,
             thread_id,
             &message.created_at,
-            &records,
+            &entry.calls,
         ));
     }
     items
@@ -238,29 +236,13 @@ pub async fn page(
     // cursor may be the first); one more row beyond the page tells whether
     // there is more.
     let fetch = limit + 2;
-    let from = after.and_then(parse_item_id);
-    let rows = store
-        .visible_messages(conversation_id, from, fetch, order)
+    let from = after.and_then(ItemId::parse).map(ItemId::row);
+    let entries = store
+        .transcript(conversation_id, from, fetch, order)
         .await?;
-    // The tool results of every workflow on the page, in one read.
-    let calling = || {
-        rows.iter()
-            .filter(|row| row.tool_calls.is_some())
-            .map(|row| row.id)
-    };
-    let results = match (calling().min(), calling().max()) {
-        (Some(first), Some(last)) => store.tool_results(conversation_id, first, last).await?,
-        _ => Vec::new(),
-    };
     let mut items = Vec::new();
-    for row in &rows {
-        let next = rows
-            .iter()
-            .map(|other| other.id)
-            .filter(|&id| id > row.id)
-            .min()
-            .unwrap_or(i64::MAX);
-        let mut shown = items_of(row, next, &results, &thread_id);
+    for entry in &entries {
+        let mut shown = items_of(entry, &thread_id);
         if order == Order::Desc {
             shown.reverse();
         }
@@ -271,7 +253,7 @@ pub async fn page(
         items.drain(..=at);
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let has_more = items.len() > limit || rows.len() as i64 == fetch;
+    let has_more = items.len() > limit || entries.len() as i64 == fetch;
     items.truncate(limit);
     let has_more = has_more && !items.is_empty();
     Ok(Page {

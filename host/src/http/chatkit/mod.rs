@@ -1,9 +1,11 @@
-//! The ChatKit door: `POST /api/v1/chatkit` speaking the protocol of
-//! the ChatKit protocol (README, "ChatKit"), and the client-secret sessions the widget authenticates with.
+//! The ChatKit door: `POST /api/v1/chatkit` speaking the ChatKit protocol
+//! (docs/CHATKIT.md), and the client-secret sessions the widget
+//! authenticates with.
 //!
 //! Threads are the chat API's conversations; a turn runs through the same
 //! agent as `/chat` and streams as ChatKit events ([`stream`]). Wire types
-//! are in [`types`], the mapping of stored rows to items in [`items`].
+//! are in [`types`] (a request is a [`Request`] variant, answered by one
+//! handler each), the mapping of the transcript to items in [`items`].
 
 mod items;
 mod sessions;
@@ -16,17 +18,17 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::auth::{AuthUser, bearer_token};
 use super::{ApiError, AppBytes, AppState};
-use crate::agent::{check_message, title_from};
-use stream::Turn;
+use crate::agent::{Delivery, TurnRequest};
+use crate::store::Conversation;
+use items::ItemId;
 use types::{
-    AddMessageParams, ClientToolOutputParams, CreateParams, CustomActionParams, Envelope, Event,
-    FeedbackParams, ItemParams, ListParams, Page, SortOrder, ThreadParams, UpdateParams,
-    UserContent, UserMessageInput,
+    AddMessageParams, CreateParams, Event, FeedbackParams, ItemParams, ListItemsParams,
+    ListThreadsParams, Page, Request, SortOrder, ThreadParams, UpdateParams, UserContent,
+    UserMessageInput,
 };
 
 /// Most items one feedback request may rate.
@@ -68,100 +70,73 @@ async fn chatkit(
     ChatKitUser(user): ChatKitUser,
     AppBytes(body): AppBytes,
 ) -> Result<Response, ApiError> {
-    let envelope: Envelope = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::bad_request(format!("invalid ChatKit request: {err}")))?;
-    let params = envelope.params.unwrap_or(Value::Object(Default::default()));
-    let request = Request {
+    let invalid =
+        |err: serde_json::Error| ApiError::bad_request(format!("invalid ChatKit request: {err}"));
+    let mut envelope: Value = serde_json::from_slice(&body).map_err(invalid)?;
+    // Requests without parameters may leave them out.
+    if let Some(params) = envelope
+        .as_object_mut()
+        .map(|o| o.entry("params").or_insert(Value::Null))
+        && params.is_null()
+    {
+        *params = json!({});
+    }
+    let request: Request = serde_json::from_value(envelope).map_err(invalid)?;
+    let door = Door {
         state: &state,
         user: &user,
-        kind: &envelope.kind,
-        params,
     };
-    request.answer().await
+    match request {
+        Request::CreateThread(params) => door.create(params).await,
+        Request::AddUserMessage(params) => door.add_user_message(params).await,
+        Request::RetryAfterItem(params) => door.retry(params).await,
+        Request::AddClientToolOutput(params) => {
+            door.conversation(&params.thread_id).await?;
+            Err(ApiError::bad_request(
+                "this thread has no pending client tool call: wasmgate's tools run on the server",
+            ))
+        }
+        Request::CustomAction(params) => {
+            door.conversation(&params.thread_id).await?;
+            let notice = Event::Notice {
+                level: "warning",
+                message: format!(
+                    "This server does not support custom actions (got {:?}).",
+                    params.action.kind
+                ),
+            };
+            Ok(stream::notice(notice).into_response())
+        }
+        Request::SyncCustomAction(params) => {
+            door.conversation(&params.thread_id).await?;
+            Err(not_supported("custom actions"))
+        }
+        Request::GetThread(params) => door.get_thread(params).await,
+        Request::ListThreads(params) => door.list_threads(params).await,
+        Request::UpdateThread(params) => door.update_thread(params).await,
+        Request::DeleteThread(params) => {
+            let id = door.conversation(&params.thread_id).await?.id;
+            state.store.delete_conversation(&user, id).await?;
+            Ok(empty())
+        }
+        Request::ListItems(params) => door.list_items(params).await,
+        Request::Feedback(params) => door.feedback(params).await,
+        Request::CreateAttachment(_) | Request::DeleteAttachment(_) => {
+            Err(not_supported("attachments"))
+        }
+        Request::Transcribe(_) => Err(not_supported("transcription")),
+    }
 }
 
-/// One ChatKit request, being answered.
-struct Request<'a> {
+/// The ChatKit door for one user's request.
+struct Door<'a> {
     state: &'a AppState,
     user: &'a str,
-    kind: &'a str,
-    params: Value,
 }
 
-impl Request<'_> {
-    async fn answer(self) -> Result<Response, ApiError> {
-        match self.kind {
-            "threads.create" => self.create().await,
-            "threads.add_user_message" => self.add_user_message().await,
-            "threads.retry_after_item" => self.retry().await,
-            "threads.add_client_tool_output" => {
-                let params: ClientToolOutputParams = self.params()?;
-                self.conversation(&params.thread_id).await?;
-                Err(ApiError::bad_request(
-                    "this thread has no pending client tool call: wasmgate's tools run on the server",
-                ))
-            }
-            "threads.custom_action" => {
-                let params: CustomActionParams = self.params()?;
-                self.conversation(&params.thread_id).await?;
-                let notice = Event::Notice {
-                    level: "warning",
-                    message: format!(
-                        "This server does not support custom actions (got {:?}).",
-                        params.action.kind
-                    ),
-                };
-                Ok(self.stream(Turn::Notice(notice)))
-            }
-            "threads.sync_custom_action" => {
-                let params: CustomActionParams = self.params()?;
-                self.conversation(&params.thread_id).await?;
-                Err(not_supported("custom actions"))
-            }
-            "threads.get_by_id" => self.get_thread().await,
-            "threads.list" => self.list_threads().await,
-            "threads.update" => self.update_thread().await,
-            "threads.delete" => {
-                let params: ThreadParams = self.params()?;
-                let id = self.conversation(&params.thread_id).await?.id;
-                self.state.store.delete_conversation(self.user, id).await?;
-                Ok(empty())
-            }
-            "items.list" => self.list_items().await,
-            "items.feedback" => {
-                let params: FeedbackParams = self.params()?;
-                if params.item_ids.len() > MAX_FEEDBACK_ITEMS {
-                    return Err(ApiError::bad_request(format!(
-                        "feedback takes at most {MAX_FEEDBACK_ITEMS} items at once"
-                    )));
-                }
-                let id = self.conversation(&params.thread_id).await?.id;
-                // Messages only: a workflow is not something a person rates.
-                let rows: Vec<i64> = params
-                    .item_ids
-                    .iter()
-                    .filter_map(|item| items::parse_message_id(item))
-                    .collect();
-                let kind = params.kind.as_str();
-                self.state.store.set_feedback(id, &rows, kind).await?;
-                Ok(empty())
-            }
-            "attachments.create" | "attachments.delete" => Err(not_supported("attachments")),
-            "input.transcribe" => Err(not_supported("transcription")),
-            other => Err(ApiError::bad_request(format!(
-                "unknown ChatKit request type {other:?}"
-            ))),
-        }
-    }
-
-    fn params<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_value(self.params.clone()).map_err(|err| {
-            ApiError::bad_request(format!("invalid params for {}: {err}", self.kind))
-        })
-    }
-
+impl Door<'_> {
     /// The user's conversation behind a thread id; 404 for anything else.
-    async fn conversation(&self, thread_id: &str) -> Result<crate::store::Conversation, ApiError> {
+    async fn conversation(&self, thread_id: &str) -> Result<Conversation, ApiError> {
         let not_found = || ApiError::not_found(format!("thread {thread_id} not found"));
         let id = items::parse_thread_id(thread_id).ok_or_else(not_found)?;
         self.state
@@ -171,77 +146,54 @@ impl Request<'_> {
             .ok_or_else(not_found)
     }
 
-    fn stream(&self, turn: Turn) -> Response {
-        stream::answer(self.state.agent.clone(), self.user.to_string(), turn).into_response()
-    }
-
-    /// A turn may start: the per-user chat limit, as for `/chat`.
-    fn may_start_turn(&self) -> Result<(), ApiError> {
-        self.state
-            .chat_limiter
-            .check(self.user)
-            .map_err(ApiError::rate_limited)
-    }
-
-    async fn create(self) -> Result<Response, ApiError> {
-        let params: CreateParams = self.params()?;
-        let content = user_text(&params.input)?;
-        self.may_start_turn()?;
-        let title = title_from(&content);
-        let conversation = self
+    /// Starts a turn and answers it as an event stream; a turn that cannot
+    /// start is an HTTP error, before any stream.
+    async fn turn(&self, request: TurnRequest) -> Result<Response, ApiError> {
+        let retry = matches!(request, TurnRequest::Retry { .. });
+        let turn = self
             .state
-            .store
-            .create_conversation(self.user, Some(&title))
+            .agent
+            .start(self.user, request, Delivery::StreamedCancellable)
             .await?;
-        let thread = items::thread(&conversation, Page::empty());
-        Ok(self.stream(Turn::Message {
-            conversation_id: conversation.id,
-            content,
-            created: Some(thread),
-        }))
+        Ok(stream::answer(turn, retry).into_response())
     }
 
-    async fn add_user_message(self) -> Result<Response, ApiError> {
-        let params: AddMessageParams = self.params()?;
+    async fn create(&self, params: CreateParams) -> Result<Response, ApiError> {
+        let content = user_text(&params.input)?;
+        self.turn(TurnRequest::Message {
+            conversation_id: None,
+            content,
+        })
+        .await
+    }
+
+    async fn add_user_message(&self, params: AddMessageParams) -> Result<Response, ApiError> {
         let conversation = self.conversation(&params.thread_id).await?;
         let content = user_text(&params.input)?;
-        self.may_start_turn()?;
-        Ok(self.stream(Turn::Message {
-            conversation_id: conversation.id,
+        self.turn(TurnRequest::Message {
+            conversation_id: Some(conversation.id),
             content,
-            created: None,
-        }))
+        })
+        .await
     }
 
     /// Deletes everything after the user message `item_id` and answers it again.
-    async fn retry(self) -> Result<Response, ApiError> {
-        let params: ItemParams = self.params()?;
+    async fn retry(&self, params: ItemParams) -> Result<Response, ApiError> {
         let conversation = self.conversation(&params.thread_id).await?;
-        let not_found = || ApiError::not_found(format!("item {} not found", params.item_id));
-        let row = items::parse_message_id(&params.item_id).ok_or_else(not_found)?;
-        let message = self
-            .state
-            .store
-            .message(conversation.id, row)
-            .await?
-            .ok_or_else(not_found)?;
-        if message.role != "user" {
-            return Err(ApiError::bad_request(
-                "retry_after_item takes a user message's id",
-            ));
-        }
-        self.may_start_turn()?;
-        self.state
-            .store
-            .delete_messages_after(conversation.id, message.id)
-            .await?;
-        Ok(self.stream(Turn::Retry {
+        let Some(ItemId::Message(row)) = ItemId::parse(&params.item_id) else {
+            return Err(ApiError::not_found(format!(
+                "item {} not found",
+                params.item_id
+            )));
+        };
+        self.turn(TurnRequest::Retry {
             conversation_id: conversation.id,
-        }))
+            message_id: row,
+        })
+        .await
     }
 
-    async fn get_thread(self) -> Result<Response, ApiError> {
-        let params: ThreadParams = self.params()?;
+    async fn get_thread(&self, params: ThreadParams) -> Result<Response, ApiError> {
         let conversation = self.conversation(&params.thread_id).await?;
         let page = items::page(
             &self.state.store,
@@ -254,8 +206,7 @@ impl Request<'_> {
         Ok(json_answer(&items::thread(&conversation, page)))
     }
 
-    async fn list_threads(self) -> Result<Response, ApiError> {
-        let params: ListParams = self.params()?;
+    async fn list_threads(&self, params: ListThreadsParams) -> Result<Response, ApiError> {
         let limit = page_size(params.limit)?;
         let after =
             match &params.after {
@@ -285,8 +236,7 @@ impl Request<'_> {
         Ok(json_answer(&page))
     }
 
-    async fn update_thread(self) -> Result<Response, ApiError> {
-        let params: UpdateParams = self.params()?;
+    async fn update_thread(&self, params: UpdateParams) -> Result<Response, ApiError> {
         let conversation = self.conversation(&params.thread_id).await?;
         let title = params.title.trim();
         if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
@@ -303,20 +253,16 @@ impl Request<'_> {
         Ok(json_answer(&items::thread(&renamed, Page::empty())))
     }
 
-    async fn list_items(self) -> Result<Response, ApiError> {
-        let params: ListParams = self.params()?;
-        let thread_id = params.thread_id.as_deref().ok_or_else(|| {
-            ApiError::bad_request("invalid params for items.list: missing field `thread_id`")
-        })?;
+    async fn list_items(&self, params: ListItemsParams) -> Result<Response, ApiError> {
         let limit = page_size(params.limit)?;
         if let Some(after) = params.after.as_deref()
-            && items::parse_item_id(after).is_none()
+            && ItemId::parse(after).is_none()
         {
             return Err(ApiError::bad_request(format!(
                 "{after:?} is not an item id"
             )));
         }
-        let conversation = self.conversation(thread_id).await?;
+        let conversation = self.conversation(&params.thread_id).await?;
         let page = items::page(
             &self.state.store,
             conversation.id,
@@ -326,6 +272,27 @@ impl Request<'_> {
         )
         .await?;
         Ok(json_answer(&page))
+    }
+
+    async fn feedback(&self, params: FeedbackParams) -> Result<Response, ApiError> {
+        if params.item_ids.len() > MAX_FEEDBACK_ITEMS {
+            return Err(ApiError::bad_request(format!(
+                "feedback takes at most {MAX_FEEDBACK_ITEMS} items at once"
+            )));
+        }
+        let id = self.conversation(&params.thread_id).await?.id;
+        // Messages only: a workflow is not something a person rates.
+        let rows: Vec<i64> = params
+            .item_ids
+            .iter()
+            .filter_map(|item| match ItemId::parse(item) {
+                Some(ItemId::Message(row)) => Some(row),
+                _ => None,
+            })
+            .collect();
+        let kind = params.kind.as_str();
+        self.state.store.set_feedback(id, &rows, kind).await?;
+        Ok(empty())
     }
 }
 
@@ -346,7 +313,6 @@ fn user_text(input: &UserMessageInput) -> Result<String, ApiError> {
     if let Some(quoted) = input.quoted_text.as_deref().filter(|q| !q.is_empty()) {
         text = format!("> {quoted}\n\n{text}");
     }
-    check_message(&text)?;
     Ok(text)
 }
 

@@ -87,13 +87,19 @@ pub async fn create(
             )));
         }
     };
-    if let Some(id) = request.conversation_id {
-        state
+    // The conversation the widget opens: the one asked for, else the
+    // user's latest, else a new one (titled by its first message).
+    let conversation = match request.conversation_id {
+        Some(id) => state
             .store
             .conversation(&user, id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("conversation {id} not found")))?;
-    }
+            .ok_or_else(|| ApiError::not_found(format!("conversation {id} not found")))?,
+        None => match state.store.latest_conversation(&user).await? {
+            Some(latest) => latest,
+            None => state.store.create_conversation(&user, None).await?,
+        },
+    };
 
     let secret = format!("{SECRET_PREFIX}{}", random_hex(32));
     let created_at = unix_now();
@@ -105,7 +111,7 @@ pub async fn create(
     let session = ChatKitSession {
         id: format!("cksess_{}", random_hex(12)),
         user_id: user,
-        conversation_id: request.conversation_id,
+        conversation_id: Some(conversation.id),
         created_at,
         expires_at: created_at + lifetime,
         cancelled: false,

@@ -10,46 +10,41 @@
 //! streamed so far.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use tokio::sync::mpsc;
 
-use super::items;
-use super::types::{Event, ItemUpdate, OutputText, StreamOptions, Thread};
-use crate::agent::{Agent, AgentError, AgentEvent, EventSink, ToolCallRecord, TurnOutcome};
+use super::items::{self, ItemId};
+use super::types::{Event, ItemUpdate, OutputText, Page, StreamOptions};
+use crate::agent::{AgentError, AgentEvent, ToolCallRecord, Turn, TurnOutcome};
 
-/// What the stream answers.
-pub enum Turn {
-    /// A new user message (in a thread created for it when `created` is set).
-    Message {
-        conversation_id: i64,
-        content: String,
-        created: Option<Thread>,
-    },
-    /// Answer again from the conversation as it stands.
-    Retry { conversation_id: i64 },
-    /// Nothing to run: just this event after `stream_options`.
-    Notice(Event),
+/// A turn's events as the SSE answer (`retry`: the turn answers a stored
+/// message again, so it has no user message of its own).
+pub fn answer(turn: Turn, retry: bool) -> impl IntoResponse {
+    let (out, out_rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(run(turn, retry, out));
+    sse_answer(out_rx)
 }
 
-/// Starts `turn` for `user` and answers its events as SSE.
-pub fn answer(agent: Arc<Agent>, user: String, turn: Turn) -> impl IntoResponse {
-    let (out, out_rx) = mpsc::channel::<Event>(64);
-    tokio::spawn(run(agent, user, turn, out));
-    let stream = futures::stream::unfold(out_rx, |mut rx| async move {
+/// Nothing to run: `stream_options`, then `event`.
+pub fn notice(event: Event) -> impl IntoResponse {
+    let (out, out_rx) = mpsc::channel::<Event>(2);
+    let _ = out.try_send(stream_options());
+    let _ = out.try_send(event);
+    sse_answer(out_rx)
+}
+
+fn sse_answer(events: mpsc::Receiver<Event>) -> impl IntoResponse {
+    let stream = futures::stream::unfold(events, |mut rx| async move {
         let event = rx.recv().await?;
-        Some((Ok::<_, Infallible>(sse(&event)), rx))
+        let sse = SseEvent::default().data(serde_json::to_string(&event).unwrap_or_default());
+        Some((Ok::<_, Infallible>(sse), rx))
     });
     // A comment line every 15 s while the model or a tool takes its time,
     // so that proxies and load balancers do not close the stream as idle
     // (SSE clients skip comments).
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-fn sse(event: &Event) -> SseEvent {
-    SseEvent::default().data(serde_json::to_string(event).unwrap_or_default())
 }
 
 fn stream_options() -> Event {
@@ -58,47 +53,27 @@ fn stream_options() -> Event {
     }
 }
 
-async fn run(agent: Arc<Agent>, user: String, turn: Turn, out: mpsc::Sender<Event>) {
-    let (events, mut events_rx) = mpsc::channel::<AgentEvent>(64);
-    let sink = EventSink::cancelling(events);
-    let (conversation_id, running) = match turn {
-        Turn::Notice(event) => {
-            let _ = out.send(stream_options()).await;
-            let _ = out.send(event).await;
-            return;
-        }
-        Turn::Message {
-            conversation_id,
-            content,
-            created,
-        } => {
-            if let Some(thread) = created
-                && out.send(Event::ThreadCreated { thread }).await.is_err()
-            {
-                return;
-            }
-            let agent = agent.clone();
-            let running = tokio::spawn(async move {
-                agent
-                    .turn(&user, Some(conversation_id), content, true, sink)
-                    .await
-            });
-            (conversation_id, running)
-        }
-        Turn::Retry { conversation_id } => {
-            if out.send(stream_options()).await.is_err() {
-                return;
-            }
-            let agent = agent.clone();
-            let running =
-                tokio::spawn(
-                    async move { agent.respond(&user, conversation_id, true, sink).await },
-                );
-            (conversation_id, running)
-        }
+async fn run(turn: Turn, retry: bool, out: mpsc::Sender<Event>) {
+    let thread_id = items::thread_id(turn.conversation.id);
+    // A new thread is announced first; a retry has no user message, so
+    // its stream options come first.
+    let opening = if turn.created {
+        Some(Event::ThreadCreated {
+            thread: items::thread(&turn.conversation, Page::empty()),
+        })
+    } else if retry {
+        Some(stream_options())
+    } else {
+        None
     };
+    let (mut events_rx, outcome) = turn.split();
+    if let Some(event) = opening
+        && out.send(event).await.is_err()
+    {
+        return;
+    }
 
-    let mut mapper = Mapper::new(items::thread_id(conversation_id));
+    let mut mapper = Mapper::new(thread_id);
     loop {
         // A client that leaves cancels at once, not at the next event.
         let event = tokio::select! {
@@ -107,7 +82,7 @@ async fn run(agent: Arc<Agent>, user: String, turn: Turn, out: mpsc::Sender<Even
         };
         let Some(event) = event else {
             // The turn is over: a failure closes what is open, then says why.
-            if let Some(error) = failure(running.await) {
+            if let Some(error) = failure(outcome.await) {
                 for event in mapper.close().into_iter().chain([error]) {
                     let _ = out.send(event).await;
                 }
@@ -126,29 +101,27 @@ async fn run(agent: Arc<Agent>, user: String, turn: Turn, out: mpsc::Sender<Even
     // The client left: dropping the receiver cancels the turn, which keeps
     // what streamed so far.
     drop(events_rx);
-    let _ = running.await;
+    let _ = outcome.await;
 }
 
 /// The `error` event for a failed turn; `None` for one that finished.
-fn failure(
-    outcome: Result<Result<TurnOutcome, AgentError>, tokio::task::JoinError>,
-) -> Option<Event> {
+fn failure(outcome: Result<TurnOutcome, AgentError>) -> Option<Event> {
     let mut allow_retry = true;
     let message = match outcome {
-        Ok(Ok(_)) | Ok(Err(AgentError::Cancelled { .. })) => return None,
-        Ok(Err(err @ (AgentError::Provider { .. } | AgentError::ProviderTimeout { .. }))) => {
+        Ok(_) | Err(AgentError::Cancelled { .. }) => return None,
+        Err(err @ (AgentError::Provider { .. } | AgentError::ProviderTimeout { .. })) => {
             format!("{err}. Your message was saved; try again.")
         }
-        Ok(Err(AgentError::ConversationNotFound(_))) => {
+        Err(AgentError::ConversationNotFound(_)) => {
             allow_retry = false;
             "This thread no longer exists.".into()
         }
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "chatkit turn failed");
+        Err(err @ AgentError::Crashed(_)) => {
+            tracing::error!(error = %err, "chatkit turn panicked");
             "The server could not finish the reply; try again shortly.".into()
         }
-        Err(join) => {
-            tracing::error!(error = %join, "chatkit turn panicked");
+        Err(err) => {
+            tracing::warn!(error = %err, "chatkit turn failed");
             "The server could not finish the reply; try again shortly.".into()
         }
     };
@@ -202,7 +175,7 @@ impl Mapper {
                 message_id,
                 created_at,
             } => {
-                let item = items::assistant_message(message_id, &self.thread_id, &created_at, "");
+                let item = items::assistant_message_begun(message_id, &self.thread_id, &created_at);
                 self.reply = Some(OpenReply {
                     message_id,
                     created_at,
@@ -211,7 +184,7 @@ impl Mapper {
                 vec![
                     Event::ItemAdded { item },
                     Event::ItemUpdated {
-                        item_id: format!("msg_{message_id}"),
+                        item_id: ItemId::Message(message_id).to_string(),
                         update: ItemUpdate::PartAdded {
                             content_index: 0,
                             content: OutputText::new(""),
@@ -223,7 +196,7 @@ impl Mapper {
                 Some(reply) => {
                     reply.text.push_str(&delta);
                     vec![Event::ItemUpdated {
-                        item_id: format!("msg_{}", reply.message_id),
+                        item_id: ItemId::Message(reply.message_id).to_string(),
                         update: ItemUpdate::TextDelta {
                             content_index: 0,
                             delta,
@@ -261,7 +234,7 @@ impl Mapper {
                 workflow.calls[index] = record;
                 workflow.pending = workflow.pending.saturating_sub(1);
                 let mut events = vec![Event::ItemUpdated {
-                    item_id: format!("wf_{}", workflow.message_id),
+                    item_id: ItemId::Workflow(workflow.message_id).to_string(),
                     update: ItemUpdate::TaskUpdated {
                         task_index: index,
                         task,
@@ -277,7 +250,7 @@ impl Mapper {
     }
 
     fn finish_reply(&self, reply: OpenReply, text: String) -> Vec<Event> {
-        let id = format!("msg_{}", reply.message_id);
+        let id = ItemId::Message(reply.message_id).to_string();
         vec![
             Event::ItemUpdated {
                 item_id: id,

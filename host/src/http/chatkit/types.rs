@@ -2,17 +2,50 @@
 //! (`chatkit-python`'s `chatkit/types.py`). Fields that are `None` are
 //! omitted, as the SDK omits them; empty lists, objects and booleans are sent.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 // ---- requests -------------------------------------------------------------
 
-/// The envelope of every request: `{"type", "params", "metadata"?}`.
+/// A request: `{"type", "params", "metadata"?}`, one variant per type.
+/// The SDK splits them into streaming requests (answered with an event
+/// stream) and the rest (answered with one JSON object); so do these.
 #[derive(Deserialize)]
-pub struct Envelope {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub params: Option<Value>,
+#[serde(tag = "type", content = "params")]
+pub enum Request {
+    // Streaming.
+    #[serde(rename = "threads.create")]
+    CreateThread(CreateParams),
+    #[serde(rename = "threads.add_user_message")]
+    AddUserMessage(AddMessageParams),
+    #[serde(rename = "threads.add_client_tool_output")]
+    AddClientToolOutput(ClientToolOutputParams),
+    #[serde(rename = "threads.retry_after_item")]
+    RetryAfterItem(ItemParams),
+    #[serde(rename = "threads.custom_action")]
+    CustomAction(CustomActionParams),
+    // JSON.
+    #[serde(rename = "threads.get_by_id")]
+    GetThread(ThreadParams),
+    #[serde(rename = "threads.list")]
+    ListThreads(ListThreadsParams),
+    #[serde(rename = "threads.update")]
+    UpdateThread(UpdateParams),
+    #[serde(rename = "threads.delete")]
+    DeleteThread(ThreadParams),
+    #[serde(rename = "threads.sync_custom_action")]
+    SyncCustomAction(CustomActionParams),
+    #[serde(rename = "items.list")]
+    ListItems(ListItemsParams),
+    #[serde(rename = "items.feedback")]
+    Feedback(FeedbackParams),
+    #[serde(rename = "attachments.create")]
+    CreateAttachment(IgnoredAny),
+    #[serde(rename = "attachments.delete")]
+    DeleteAttachment(IgnoredAny),
+    #[serde(rename = "input.transcribe")]
+    Transcribe(IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -81,13 +114,18 @@ pub struct Action {
 }
 
 #[derive(Deserialize, Default)]
-pub struct ListParams {
+pub struct ListThreadsParams {
     pub limit: Option<i64>,
-    #[serde(default)]
     pub order: Option<SortOrder>,
     pub after: Option<String>,
-    /// Only for `items.list`.
-    pub thread_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ListItemsParams {
+    pub thread_id: String,
+    pub limit: Option<i64>,
+    pub order: Option<SortOrder>,
+    pub after: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,284 @@
+//! The rounds of a turn: ask the provider, run the tool calls it asks for,
+//! store each message as it happens, until the model answers with text.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::json;
+
+use super::events::EventSink;
+use super::history::{self, provider_call, stored_call};
+use super::reply::Reply;
+use super::{Agent, AgentError, AgentEvent, MAX_TOOL_CALLS_PER_TURN, ToolCallRecord, TurnOutcome};
+use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role};
+use crate::plugins::{CallError, Plugin, PluginKind, Snapshot, ToolSpec};
+use crate::store::{self, NewMessage};
+
+const SYSTEM_PROMPT: &str = "You are the task assistant of wasmgate. You help the user manage their \
+to-do list with the tools you have: add_task, list_tasks, complete_task, update_task and \
+delete_task. To act on a task named by its title, list the tasks first to find its id. Confirm \
+every action in one friendly sentence. If a task is not found, say so plainly and suggest listing \
+the tasks. Never invent task ids.";
+
+/// Bytes of tool specs (names, descriptions, schemas) sent to the provider
+/// per round; tools beyond it (in name order) are left out of the turn.
+const MAX_TOOLS_BYTES: usize = 256 * 1024;
+
+/// Stored in place of a reply the user cancelled; the model sees it as
+/// context, a person never sees it.
+const CANCELLED_NOTE: &str = "The user cancelled the previous reply before it finished.";
+
+impl Agent {
+    /// Answers the conversation as it stands (its last message is the
+    /// user's): the turn after its user message is stored, and a retry.
+    pub(super) async fn respond(
+        &self,
+        user: &str,
+        conversation_id: i64,
+        stream: bool,
+        events: &EventSink,
+    ) -> Result<TurnOutcome, AgentError> {
+        // One snapshot for the whole turn: tools and provider stay the same
+        // versions however long it runs, whatever reloads meanwhile.
+        let snapshot = self.registry.snapshot();
+        let (provider_name, model) = match self.config.model.split_once(':') {
+            Some((name, model)) => (name, model),
+            None => (self.config.model.as_str(), ""),
+        };
+        let provider = snapshot
+            .plugin(provider_name)
+            .filter(|p| p.kind() == PluginKind::Provider)
+            .cloned()
+            .ok_or_else(|| AgentError::ProviderMissing(provider_name.to_string()))?;
+        let stored = self
+            .store
+            .recent_messages(conversation_id, self.config.history_messages)
+            .await?;
+        let mut history = history::window(SYSTEM_PROMPT, &stored, history::MAX_HISTORY_BYTES);
+
+        let tools = within_budget(snapshot.tools());
+        let mut records = Vec::new();
+        for _ in 0..self.config.max_rounds {
+            let request = CompletionRequest {
+                model,
+                messages: &history,
+                tools: &tools,
+                stream,
+            };
+            let reply = Reply::new(&self.store, conversation_id, events);
+            if stream {
+                reply.reserve().await?;
+            }
+            let round = self.provider_round(&provider, &request, &reply, conversation_id);
+            let completion = tokio::select! {
+                completion = round => match completion {
+                    Ok(completion) => completion,
+                    Err(err) => {
+                        reply.keep_partial().await?;
+                        return Err(err);
+                    }
+                },
+                () = events.cancelled() => {
+                    reply.keep_partial().await?;
+                    return Err(self.cancelled(conversation_id).await);
+                }
+            };
+            let calls: Vec<store::ToolCall> =
+                completion.tool_calls.iter().map(stored_call).collect();
+            let (message_id, created_at) = reply.finish(&completion.text, &calls).await?;
+            if calls.is_empty() {
+                return Ok(TurnOutcome {
+                    conversation_id,
+                    message_id,
+                    response: completion.text,
+                    tool_calls: records,
+                });
+            }
+            history.push(ChatMessage {
+                role: Role::Assistant,
+                content: completion.text.clone(),
+                tool_calls: calls.iter().map(provider_call).collect(),
+                tool_call_id: None,
+            });
+
+            let budget = MAX_TOOL_CALLS_PER_TURN.saturating_sub(records.len());
+            let results = self
+                .run_tools(
+                    &snapshot,
+                    user,
+                    (message_id, created_at),
+                    &calls,
+                    budget,
+                    events,
+                )
+                .await;
+            for record in results {
+                let content = record.result.clone().unwrap_or_default().to_string();
+                self.store
+                    .append_message(
+                        conversation_id,
+                        NewMessage::tool_result(
+                            &record.id,
+                            &record.name,
+                            content.clone(),
+                            record.is_error,
+                        ),
+                    )
+                    .await?;
+                history.push(ChatMessage {
+                    role: Role::Tool,
+                    content,
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(record.id.clone()),
+                });
+                records.push(record);
+            }
+            if events.is_cancelled() {
+                return Err(self.cancelled(conversation_id).await);
+            }
+        }
+
+        let text = format!(
+            "I stopped after {} steps without finishing; please try again with a simpler request.",
+            self.config.max_rounds
+        );
+        let (message_id, _) = Reply::new(&self.store, conversation_id, events)
+            .finish(&text, &[])
+            .await?;
+        Ok(TurnOutcome {
+            conversation_id,
+            message_id,
+            response: text,
+            tool_calls: records,
+        })
+    }
+
+    /// Notes the cancel for the model's next turn.
+    async fn cancelled(&self, conversation_id: i64) -> AgentError {
+        let note = NewMessage::text(store::Role::Hidden, CANCELLED_NOTE);
+        if let Err(err) = self.store.append_message(conversation_id, note).await {
+            return err.into();
+        }
+        AgentError::Cancelled { conversation_id }
+    }
+
+    async fn provider_round(
+        &self,
+        provider: &Arc<Plugin>,
+        request: &CompletionRequest<'_>,
+        reply: &Reply<'_>,
+        conversation_id: i64,
+    ) -> Result<Completion, AgentError> {
+        let failed = |message: String| AgentError::Provider {
+            conversation_id,
+            message,
+        };
+        let round = async {
+            match self
+                .runtime
+                .prepare(provider, request)
+                .await
+                .map_err(|err| failed(err.to_string()))?
+            {
+                // Reported when the reply is finished.
+                Plan::Reply(completion) => Ok(completion),
+                Plan::Send(http) => self
+                    .upstream
+                    .round(&self.runtime, provider, http, request.stream, reply)
+                    .await
+                    .map_err(|err| failed(err.to_string())),
+            }
+        };
+        let limit = self.config.provider_timeout;
+        match tokio::time::timeout(limit, round).await {
+            Ok(result) => {
+                if let Err(err) = &result {
+                    tracing::warn!(provider = provider.name(), error = %err, "provider round failed");
+                }
+                result
+            }
+            Err(_) => Err(AgentError::ProviderTimeout {
+                conversation_id,
+                limit,
+            }),
+        }
+    }
+
+    /// Runs the calls of one round concurrently, each for `user`; calls
+    /// beyond the first `budget` are answered with an error instead.
+    async fn run_tools(
+        &self,
+        snapshot: &Snapshot,
+        user: &str,
+        (message_id, created_at): (i64, String),
+        calls: &[store::ToolCall],
+        budget: usize,
+        events: &EventSink,
+    ) -> Vec<ToolCallRecord> {
+        let pending: Vec<ToolCallRecord> = calls.iter().map(ToolCallRecord::pending).collect();
+        events
+            .send(AgentEvent::ToolCalls {
+                message_id,
+                created_at,
+                calls: pending.clone(),
+            })
+            .await;
+        let mut runs: futures::stream::FuturesUnordered<_> = calls
+            .iter()
+            .zip(pending)
+            .enumerate()
+            .map(|(index, (call, pending))| async move {
+                let outcome = match snapshot.tool(&call.name) {
+                    _ if index >= budget => Err(CallError::Budget(format!(
+                        "this turn has run its {MAX_TOOL_CALLS_PER_TURN} tool calls"
+                    ))),
+                    Some((plugin, _)) => {
+                        self.runtime
+                            .call_tool(plugin, user, &call.name, &call.arguments)
+                            .await
+                    }
+                    None => Err(CallError::UnknownTool(call.name.clone())),
+                };
+                let record = match outcome {
+                    Ok(result) => pending.answered(result, false),
+                    Err(err) => {
+                        tracing::info!(tool = %call.name, error = %err, "tool call failed");
+                        pending.answered(json!({ "error": err.to_string() }), true)
+                    }
+                };
+                (index, record)
+            })
+            .collect();
+        // Each result is reported as it comes; the records keep call order.
+        let mut records = vec![None; calls.len()];
+        while let Some((index, record)) = runs.next().await {
+            events.send(AgentEvent::ToolResult(record.clone())).await;
+            records[index] = Some(record);
+        }
+        records.into_iter().flatten().collect()
+    }
+}
+
+/// The tools of a turn, in name order, as many as fit [`MAX_TOOLS_BYTES`].
+/// (Each plugin's specs are bounded at load; this bounds them together.)
+fn within_budget(tools: Vec<&ToolSpec>) -> Vec<&ToolSpec> {
+    let mut spent = 0;
+    let total = tools.len();
+    let kept: Vec<&ToolSpec> = tools
+        .into_iter()
+        .filter(|tool| {
+            let size = tool.name.len() + tool.description.len() + tool.input_schema_bytes;
+            let fits = spent + size <= MAX_TOOLS_BYTES;
+            spent += if fits { size } else { 0 };
+            fits
+        })
+        .collect();
+    if kept.len() < total {
+        tracing::warn!(
+            kept = kept.len(),
+            total,
+            "tool specs over the per-turn budget; some tools are left out of this turn"
+        );
+    }
+    kept
+}
