@@ -54,7 +54,7 @@ pub enum Command {
 pub enum PluginsCommand {
     /// Check that a component is a valid wasmgate plugin and list its tools.
     ///
-    /// Uses the manifest beside the file (`name.toml` for `name.wasm`) when
+    /// Uses the manifest beside the file (`<name>.toml` for `<name>.wasm`) when
     /// there is one. Exits with status 1 and a reason otherwise.
     Check {
         /// The component, e.g. target/plugins/add-task.wasm.
@@ -91,7 +91,7 @@ pub enum PluginsCommand {
     /// Run one tool of a component with fake capabilities (tasks in memory)
     /// and print its result: the plugin author's test harness.
     Run {
-        /// The component; a manifest beside it (`name.toml`) is used if present.
+        /// The component; a manifest beside it (`<name>.toml`) is used if present.
         file: PathBuf,
         /// The tool to call.
         tool: String,

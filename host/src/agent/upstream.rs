@@ -20,7 +20,7 @@ use url::Url;
 
 use super::reply::Reply;
 use crate::plugins::manifest::check_base_url;
-use crate::plugins::policy::url_host;
+use crate::plugins::manifest::url_host;
 use crate::plugins::provider::{Completion, HttpRequest, StreamEvent};
 use crate::plugins::{Plugin, ProviderEndpoint, Runtime};
 

@@ -26,9 +26,9 @@ use super::bindings::provider::{ProviderPlugin, ProviderPluginPre};
 use super::bindings::tool::{TaskTool, TaskToolPre};
 use super::budget::Share;
 use super::budget::{Floor, HostBudget};
-use super::call::{Session, SessionParts, run_guest};
+use super::capabilities::tasks::TasksHost;
 use super::error::{CallError, LoadError};
-use super::host::tasks::TasksHost;
+use super::guest_call::{CallParts, GuestCall, Upkeep, run_guest};
 use super::manifest::Limits;
 use super::state::CallState;
 
@@ -62,15 +62,6 @@ impl Instantiate for ProviderPluginPre<CallState> {
     ) -> impl Future<Output = wasmtime::Result<ProviderPlugin>> + Send + 'a {
         self.instantiate_async(store)
     }
-}
-
-/// The plugin's side of a [`Session`]: the background task a call wakes,
-/// and where it hands its store when it is over.
-pub(super) trait Upkeep: Send + Sync {
-    fn wake(self: Arc<Self>);
-    /// Takes the store of a finished call, and wakes the background task
-    /// if `wake` (the call has not done so yet).
-    fn retire(self: Arc<Self>, store: Store<CallState>, wake: bool);
 }
 
 /// Fresh instances each plugin keeps ready for calls running alone. Four,
@@ -132,7 +123,10 @@ impl<P: Instantiate> Instances<P> {
     /// A fresh instance for one call acting through `tasks`, once one of the
     /// plugin's concurrency slots and a share of the host's budget are free
     /// (waiting at most its timeout for both).
-    pub(super) async fn take(&self, tasks: TasksHost) -> Result<(Session, P::Instance), CallError> {
+    pub(super) async fn take(
+        &self,
+        tasks: TasksHost,
+    ) -> Result<(GuestCall, P::Instance), CallError> {
         let shared = &self.shared;
         let admitted = async {
             let permit = shared.permits.clone().acquire_owned().await.ok()?;
@@ -153,24 +147,24 @@ impl<P: Instantiate> Instances<P> {
         match ready {
             Some((mut store, instance)) => {
                 store.data_mut().tasks = tasks;
-                let session = Session::new(store, shared.session_parts(permit), owner, alone);
-                Ok((session, instance))
+                let call = GuestCall::new(store, shared.call_parts(permit), owner, alone);
+                Ok((call, instance))
             }
             None => {
                 let store = shared.new_store(tasks);
-                let mut session = Session::new(store, shared.session_parts(permit), owner, alone);
-                let instance = session
+                let mut call = GuestCall::new(store, shared.call_parts(permit), owner, alone);
+                let instance = call
                     .run(async |store| shared.pre.instantiate(store).await)
                     .await?;
-                Ok((session, instance))
+                Ok((call, instance))
             }
         }
     }
 }
 
 impl<P: Instantiate> Shared<P> {
-    fn session_parts(&self, admitted: (OwnedSemaphorePermit, Share)) -> SessionParts {
-        SessionParts {
+    fn call_parts(&self, admitted: (OwnedSemaphorePermit, Share)) -> CallParts {
+        CallParts {
             plugin: self.plugin.clone(),
             limits: self.limits.clone(),
             long_running: self.budget.long_running().clone(),
@@ -185,7 +179,7 @@ impl<P: Instantiate> Shared<P> {
         store
     }
 
-    /// Whether the calling session is the only one running. Only then does
+    /// Whether the calling guest call is the only one running. Only then does
     /// work off the caller's path pay: with concurrent calls the cores are
     /// busy anyway, and the hand-offs would cost more than they save
     /// (measured: no-op calls from two tasks fell from 46,753/s to 19,421/s).

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::bindings::{self, LOG_IMPORT, PROVIDER_EXPORT, TASKS_IMPORT, TOOL_EXPORT, TYPES_IMPORT};
+use super::capabilities::tasks::TasksHost;
 use super::error::LoadError;
-use super::host::tasks::TasksHost;
 use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
 use super::policy::Grant;
@@ -192,9 +192,8 @@ impl Runtime {
         // list-tools runs for nobody: the tasks capability has no user.
         let tasks = TasksHost::nobody();
         let list = async {
-            let (mut session, instance) = instances.take(tasks).await?;
-            session
-                .run(async |store| instance.wasmgate_plugin_tool().call_list_tools(store).await)
+            let (mut call, instance) = instances.take(tasks).await?;
+            call.run(async |store| instance.wasmgate_plugin_tool().call_list_tools(store).await)
                 .await
         };
         let specs = list

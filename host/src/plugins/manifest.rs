@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::policy::{normalize_host, url_host};
-
 /// `<name>.toml`, beside `<name>.wasm` in the plugin directory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,6 +264,33 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), String
     } else {
         Err(format!("{field} = {value} is outside {min}..={max}"))
     }
+}
+
+/// `host:port`, lowercased; the port is required so a grant never means
+/// "any port".
+pub fn normalize_host(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(&format!("http://{text}"))
+        .map_err(|err| format!("{text:?} is not host:port ({err})"))?;
+    let explicit_port = text
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port))
+            if explicit_port && url.path() == "/" && url.username().is_empty() =>
+        {
+            Ok(format!("{host}:{port}"))
+        }
+        _ => Err(format!("{text:?} is not host:port")),
+    }
+}
+
+/// The `host:port` a URL goes to.
+pub fn url_host(url: &url::Url) -> Option<String> {
+    Some(format!(
+        "{}:{}",
+        url.host_str()?,
+        url.port_or_known_default()?
+    ))
 }
 
 #[cfg(test)]

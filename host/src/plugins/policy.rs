@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{Capability, Manifest};
+use super::manifest::{Capability, Manifest, normalize_host};
 
 /// The file name of the policy when it sits in the plugin directory (its
 /// default place). The directory scan skips it, and no plugin may be named
@@ -280,33 +280,6 @@ impl Policy {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a policy always serialises")
     }
-}
-
-/// `host:port`, lowercased; the port is required so a grant never means
-/// "any port".
-pub fn normalize_host(text: &str) -> Result<String, String> {
-    let url = url::Url::parse(&format!("http://{text}"))
-        .map_err(|err| format!("{text:?} is not host:port ({err})"))?;
-    let explicit_port = text
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-    match (url.host_str(), url.port_or_known_default()) {
-        (Some(host), Some(port))
-            if explicit_port && url.path() == "/" && url.username().is_empty() =>
-        {
-            Ok(format!("{host}:{port}"))
-        }
-        _ => Err(format!("{text:?} is not host:port")),
-    }
-}
-
-/// The `host:port` a URL goes to.
-pub fn url_host(url: &url::Url) -> Option<String> {
-    Some(format!(
-        "{}:{}",
-        url.host_str()?,
-        url.port_or_known_default()?
-    ))
 }
 
 #[cfg(test)]

@@ -8,14 +8,17 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use wasmtime::component::ResourceAny;
 
 use super::bindings::provider::ProviderPlugin;
 use super::bindings::provider::exports::wasmgate::plugin::provider as wit;
 use super::bindings::tool::exports::wasmgate::plugin::tool::ToolSpec as WitToolSpec;
-use super::call::{Session, check_output};
+use super::call::check_output;
+use super::capabilities::tasks::TasksHost;
 use super::error::CallError;
-use super::host::tasks::TasksHost;
+use super::guest_call::GuestCall;
 use super::runtime::{Plugin, PluginInstances, Runtime, ToolSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +96,7 @@ const MAX_PROVIDER_ERROR_BYTES: usize = 2 * 1024;
 /// whole stream, each chunk under the plugin's per-call time limit, and all
 /// of the stream's events together under its output limit.
 pub struct StreamDecoder {
-    session: Session,
+    call: GuestCall,
     instance: ProviderPlugin,
     decoder: ResourceAny,
     plugin: Arc<Plugin>,
@@ -108,14 +111,15 @@ impl Runtime {
         request: &CompletionRequest<'_>,
     ) -> Result<Plan, CallError> {
         let request = to_wit_request(request);
-        let (mut session, instance) = self.provider_instance(plugin).await?;
-        let plan = session
+        let (mut call, instance) = self.provider_instance(plugin).await?;
+        let plan = call
             .run(async |store| {
                 instance
                     .wasmgate_plugin_provider()
                     .call_prepare(&mut *store, &request)
                     .await
             })
+            .instrument(plugin.span("provider", "prepare"))
             .await?
             .map_err(provider_error)?;
         Ok(match plan {
@@ -135,14 +139,15 @@ impl Runtime {
         status: u16,
         body: &[u8],
     ) -> Result<Completion, CallError> {
-        let (mut session, instance) = self.provider_instance(plugin).await?;
-        let completion = session
+        let (mut call, instance) = self.provider_instance(plugin).await?;
+        let completion = call
             .run(async |store| {
                 instance
                     .wasmgate_plugin_provider()
                     .call_parse_response(&mut *store, status, body)
                     .await
             })
+            .instrument(plugin.span("provider", "parse_response"))
             .await?
             .map_err(provider_error)?;
         from_wit_completion(plugin, completion)
@@ -153,8 +158,8 @@ impl Runtime {
         plugin: &Arc<Plugin>,
         status: u16,
     ) -> Result<StreamDecoder, CallError> {
-        let (mut session, instance) = self.provider_instance(plugin).await?;
-        let decoder = session
+        let (mut call, instance) = self.provider_instance(plugin).await?;
+        let decoder = call
             .run(async |store| {
                 instance
                     .wasmgate_plugin_provider()
@@ -162,9 +167,10 @@ impl Runtime {
                     .call_constructor(&mut *store, status)
                     .await
             })
+            .instrument(plugin.span("provider", "stream"))
             .await?;
         Ok(StreamDecoder {
-            session,
+            call,
             instance,
             decoder,
             plugin: plugin.clone(),
@@ -175,7 +181,7 @@ impl Runtime {
     async fn provider_instance(
         &self,
         plugin: &Plugin,
-    ) -> Result<(Session, ProviderPlugin), CallError> {
+    ) -> Result<(GuestCall, ProviderPlugin), CallError> {
         let PluginInstances::Provider(instances) = &plugin.instances else {
             return Err(CallError::Provider(format!(
                 "{} is not a provider",
@@ -189,8 +195,9 @@ impl Runtime {
 impl StreamDecoder {
     pub async fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, CallError> {
         let (instance, decoder) = (&self.instance, self.decoder);
+        let span = self.plugin.span("provider", "stream");
         let events = self
-            .session
+            .call
             .run(async |store| {
                 instance
                     .wasmgate_plugin_provider()
@@ -198,6 +205,7 @@ impl StreamDecoder {
                     .call_feed(&mut *store, decoder, chunk)
                     .await
             })
+            .instrument(span)
             .await?
             .map_err(provider_error)?;
         for event in &events {
@@ -238,8 +246,9 @@ impl StreamDecoder {
 
     pub async fn finish(mut self) -> Result<Completion, CallError> {
         let (instance, decoder) = (&self.instance, self.decoder);
+        let span = self.plugin.span("provider", "stream");
         let completion = self
-            .session
+            .call
             .run(async |store| {
                 instance
                     .wasmgate_plugin_provider()
@@ -247,6 +256,7 @@ impl StreamDecoder {
                     .call_finish(&mut *store, decoder)
                     .await
             })
+            .instrument(span)
             .await?
             .map_err(provider_error)?;
         from_wit_completion(&self.plugin, completion)

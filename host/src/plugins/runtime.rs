@@ -11,9 +11,9 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings;
 use super::budget::HostBudget;
 use super::cache::ComponentCache;
+use super::capabilities::tasks::{TaskLimits, WriteWindows};
 use super::compile::{CompileMode, Compiler};
 use super::engine::{self, Allocator, AllocatorChoice};
-use super::host::tasks::{TaskLimits, WriteWindows};
 use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
 use super::policy::Grant;
@@ -97,6 +97,19 @@ impl Plugin {
 
     pub fn kind(&self) -> PluginKind {
         self.manifest.kind
+    }
+
+    /// The span of one call into this plugin: which plugin, which version,
+    /// and what was called (`entry` `tool` and the tool's name, or a
+    /// provider's `prepare`, `parse_response` or `stream`).
+    pub(super) fn span(&self, entry: &str, name: &str) -> tracing::Span {
+        tracing::info_span!(
+            "plugin_call",
+            plugin = %self.name,
+            version = %self.manifest.version,
+            entry,
+            name
+        )
     }
 }
 

@@ -10,9 +10,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::host::log::LogHost;
-use super::host::stdio::GuestOutput;
-use super::host::tasks::TasksHost;
+use super::capabilities::log::LogHost;
+use super::capabilities::stdio::GuestOutput;
+use super::capabilities::tasks::TasksHost;
 use super::manifest::Limits;
 
 pub struct CallState {

@@ -1,5 +1,5 @@
 //! The ChatKit protocol's wire types, named as in the reference SDK
-//! (`chatkit-python`'s `chatkit/types.py`). Fields that are `None` are
+//! (the types module of `openai-chatkit`, the Python SDK). Fields that are `None` are
 //! omitted, as the SDK omits them; empty lists, objects and booleans are sent.
 
 use serde::de::IgnoredAny;

@@ -79,25 +79,31 @@ impl WriteWindows {
 }
 
 pub struct TasksHost {
-    /// The user this call acts for.
-    user: String,
-    repository: Option<Arc<dyn TaskRepository>>,
+    /// The user this call acts for, and their tasks; `None` for a call
+    /// that acts for nobody (`list-tools`, providers, a ready instance).
+    caller: Option<Caller>,
     limits: Arc<TaskLimits>,
     windows: Arc<WriteWindows>,
     host_calls: u32,
     writes: u32,
 }
 
+struct Caller {
+    user: String,
+    repository: Arc<dyn TaskRepository>,
+}
+
 impl TasksHost {
-    pub fn new(
+    /// For a call that acts for `user`, on `repository` (none: the host
+    /// has no task store, and every call says so).
+    pub fn for_user(
         user: String,
         repository: Option<Arc<dyn TaskRepository>>,
         limits: Arc<TaskLimits>,
         windows: Arc<WriteWindows>,
     ) -> Self {
         TasksHost {
-            user,
-            repository,
+            caller: repository.map(|repository| Caller { user, repository }),
             limits,
             windows,
             host_calls: 0,
@@ -105,9 +111,15 @@ impl TasksHost {
         }
     }
 
-    /// For calls that act for nobody (`list-tools`, providers).
+    /// For a call that acts for nobody.
     pub fn nobody() -> Self {
-        TasksHost::new(String::new(), None, Default::default(), Default::default())
+        TasksHost {
+            caller: None,
+            limits: Default::default(),
+            windows: Default::default(),
+            host_calls: 0,
+            writes: 0,
+        }
     }
 
     /// Counts one host call (a write when `write`) against the budgets.
@@ -129,10 +141,8 @@ impl TasksHost {
                 self.limits.writes_per_call
             )));
         }
-        if !self
-            .windows
-            .admit(&self.user, self.limits.writes_per_user_minute)
-        {
+        let user = self.caller()?.0;
+        if !self.windows.admit(user, self.limits.writes_per_user_minute) {
             return Err(wit::TaskError::Invalid(format!(
                 "this user has made {} changes to tasks in the last minute; try again shortly",
                 self.limits.writes_per_user_minute
@@ -141,10 +151,12 @@ impl TasksHost {
         Ok(())
     }
 
-    fn store(&self) -> Result<&dyn TaskRepository, wit::TaskError> {
-        self.repository
-            .as_deref()
-            .ok_or_else(|| wit::TaskError::Unavailable("no task store is configured".into()))
+    /// The user and their tasks; unavailable for a call that acts for nobody.
+    fn caller(&self) -> Result<(&str, &dyn TaskRepository), wit::TaskError> {
+        self.caller
+            .as_ref()
+            .map(|c| (c.user.as_str(), &*c.repository))
+            .ok_or_else(|| wit::TaskError::Unavailable("this call acts for no user".into()))
     }
 }
 
@@ -172,17 +184,17 @@ impl wit::Host for TasksHost {
             title: task.title,
             description: task.description,
         };
-        convert(self.store()?.add(&self.user, new).await)
+        let (user, tasks) = self.caller()?;
+        convert(tasks.add(user, new).await)
     }
 
     async fn list(&mut self, filter: wit::StatusFilter) -> Result<Vec<wit::Task>, wit::TaskError> {
         self.charge(false)?;
         let listed = self.limits.listed_per_call;
-        let tasks = self
-            .store()?
-            .list(&self.user, from_wit_filter(filter))
-            .await;
+        let (user, tasks) = self.caller()?;
         tasks
+            .list(user, from_wit_filter(filter))
+            .await
             .map(|tasks| tasks.into_iter().take(listed).map(to_wit).collect())
             .map_err(error_to_wit)
     }
@@ -195,9 +207,9 @@ impl wit::Host for TasksHost {
     ) -> Result<wit::TaskPage, wit::TaskError> {
         self.charge(false)?;
         let limit = limit.min(self.limits.page_size);
-        let page = self
-            .store()?
-            .list_page(&self.user, from_wit_filter(filter), offset, limit)
+        let (user, tasks) = self.caller()?;
+        let page = tasks
+            .list_page(user, from_wit_filter(filter), offset, limit)
             .await
             .map_err(error_to_wit)?;
         Ok(wit::TaskPage {
@@ -208,7 +220,8 @@ impl wit::Host for TasksHost {
 
     async fn get(&mut self, id: i64) -> Result<wit::Task, wit::TaskError> {
         self.charge(false)?;
-        convert(self.store()?.get(&self.user, id).await)
+        let (user, tasks) = self.caller()?;
+        convert(tasks.get(user, id).await)
     }
 
     async fn update(
@@ -228,7 +241,8 @@ impl wit::Host for TasksHost {
             description: patch.description,
             completed: patch.completed,
         };
-        convert(self.store()?.update(&self.user, id, patch).await)
+        let (user, tasks) = self.caller()?;
+        convert(tasks.update(user, id, patch).await)
     }
 
     async fn complete(&mut self, id: i64) -> Result<wit::Task, wit::TaskError> {
@@ -237,12 +251,14 @@ impl wit::Host for TasksHost {
             completed: Some(true),
             ..TaskPatch::default()
         };
-        convert(self.store()?.update(&self.user, id, patch).await)
+        let (user, tasks) = self.caller()?;
+        convert(tasks.update(user, id, patch).await)
     }
 
     async fn delete(&mut self, id: i64) -> Result<wit::Task, wit::TaskError> {
         self.charge(true)?;
-        convert(self.store()?.delete(&self.user, id).await)
+        let (user, tasks) = self.caller()?;
+        convert(tasks.delete(user, id).await)
     }
 }
 
