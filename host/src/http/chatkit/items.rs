@@ -264,3 +264,80 @@ pub async fn page(
         has_more,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(id: i64, role: Role, content: &str, calls: usize) -> TranscriptEntry {
+        TranscriptEntry {
+            message: StoredMessage {
+                id,
+                role,
+                content: content.into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+                tool_name: None,
+                is_error: false,
+                feedback: None,
+                created_at: "2026-12-01T12:00:00.123456789Z".into(),
+            },
+            calls: (0..calls)
+                .map(|i| ToolCallRecord {
+                    id: format!("call_{i}"),
+                    name: "list_tasks".into(),
+                    arguments: json!({}),
+                    result: Some(json!({"tasks": []})),
+                    is_error: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn entries_show_as_items() {
+        let cases = [
+            (entry(1, Role::User, "hi", 0), vec!["msg_1"]),
+            (entry(2, Role::Assistant, "Done.", 0), vec!["msg_2"]),
+            // A tool round with nothing to say is its workflow only.
+            (entry(3, Role::Assistant, "", 2), vec!["wf_3"]),
+            (
+                entry(4, Role::Assistant, "Looking.", 1),
+                vec!["msg_4", "wf_4"],
+            ),
+        ];
+        for (entry, expect) in cases {
+            let items = items_of(&entry, "thr_1");
+            let ids: Vec<&str> = items.iter().map(|i| i.id()).collect();
+            assert_eq!(ids, expect, "{:?}", entry.message);
+        }
+        let item =
+            serde_json::to_value(&items_of(&entry(3, Role::Assistant, "", 2), "thr_1")[0]).unwrap();
+        assert_eq!(item["created_at"], "2026-12-01T12:00:00.123Z");
+        assert_eq!(
+            item["workflow"]["summary"]["title"],
+            "Used list_tasks, list_tasks"
+        );
+        assert_eq!(
+            item["workflow"]["tasks"][0]["content"],
+            r#"() → {"tasks":[]}"#
+        );
+    }
+
+    #[test]
+    fn item_ids_round_trip() {
+        for (text, id) in [
+            ("msg_7", Some(ItemId::Message(7))),
+            ("wf_7", Some(ItemId::Workflow(7))),
+            ("thr_7", None),
+            ("msg_x", None),
+        ] {
+            assert_eq!(ItemId::parse(text), id, "{text}");
+            if let Some(id) = id {
+                assert_eq!(id.to_string(), text);
+            }
+        }
+    }
+}

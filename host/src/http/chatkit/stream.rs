@@ -295,3 +295,176 @@ impl Mapper {
         events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::store::{Role, StoredMessage};
+
+    /// One ChatKit event in a line: its type, the item it touches, and
+    /// what matters of its payload.
+    fn describe(event: &Event) -> String {
+        let event = serde_json::to_value(event).unwrap();
+        let kind = event["type"].as_str().unwrap();
+        let item = &event["item"];
+        match kind {
+            "thread.item.added" | "thread.item.done" => {
+                let detail = match item["type"].as_str().unwrap() {
+                    "assistant_message" => item["content"].to_string(),
+                    "workflow" => item["workflow"]["tasks"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t["status_indicator"].as_str().unwrap())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => String::new(),
+                };
+                format!(
+                    "{kind} {} {} {detail}",
+                    item["id"].as_str().unwrap(),
+                    item["type"].as_str().unwrap()
+                )
+                .trim_end()
+                .to_string()
+            }
+            "thread.item.updated" => {
+                let update = &event["update"];
+                let detail = [
+                    &update["delta"],
+                    &update["content"]["text"],
+                    &update["task_index"],
+                ]
+                .into_iter()
+                .find(|v| !v.is_null())
+                .map(Value::to_string)
+                .unwrap_or_default();
+                format!(
+                    "updated {} {} {detail}",
+                    event["item_id"].as_str().unwrap(),
+                    update["type"].as_str().unwrap()
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn user_message(id: i64) -> StoredMessage {
+        StoredMessage {
+            id,
+            role: Role::User,
+            content: "add milk".into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            tool_name: None,
+            is_error: false,
+            feedback: None,
+            created_at: "2026-12-01T12:00:00Z".into(),
+        }
+    }
+
+    fn call(id: &str, result: Option<Value>) -> ToolCallRecord {
+        ToolCallRecord {
+            id: id.into(),
+            name: "add_task".into(),
+            arguments: json!({"title": "milk"}),
+            result,
+            is_error: false,
+        }
+    }
+
+    /// Maps `events`, then closes what is still open (as a failed turn
+    /// does), and compares the described ChatKit events with `expect`.
+    fn check(events: Vec<AgentEvent>, expect: &[&str]) {
+        let mut mapper = Mapper::new(items::thread_id(1));
+        let mut mapped: Vec<Event> = events.into_iter().flat_map(|e| mapper.map(e)).collect();
+        mapped.extend(mapper.close());
+        let got: Vec<String> = mapped.iter().map(describe).collect();
+        assert_eq!(got, expect);
+    }
+
+    fn started(id: i64) -> AgentEvent {
+        AgentEvent::ReplyStarted {
+            message_id: id,
+            created_at: "2026-12-01T12:00:01Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_streamed_reply() {
+        check(
+            vec![
+                AgentEvent::Started {
+                    user_message: user_message(1),
+                },
+                started(2),
+                AgentEvent::TextDelta("Hel".into()),
+                AgentEvent::TextDelta("lo".into()),
+                AgentEvent::ReplyDone {
+                    message_id: 2,
+                    text: "Hello".into(),
+                },
+            ],
+            &[
+                "thread.item.done msg_1 user_message",
+                "stream_options",
+                // The item opens empty; the part comes with its own event.
+                "thread.item.added msg_2 assistant_message []",
+                r#"updated msg_2 assistant_message.content_part.added """#,
+                r#"updated msg_2 assistant_message.content_part.text_delta "Hel""#,
+                r#"updated msg_2 assistant_message.content_part.text_delta "lo""#,
+                r#"updated msg_2 assistant_message.content_part.done "Hello""#,
+                r#"thread.item.done msg_2 assistant_message [{"annotations":[],"text":"Hello","type":"output_text"}]"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn tool_calls_are_a_workflow_done_when_every_call_is() {
+        check(
+            vec![
+                AgentEvent::ToolCalls {
+                    message_id: 3,
+                    created_at: "t".into(),
+                    calls: vec![call("a", None), call("b", None)],
+                },
+                AgentEvent::ToolResult(call("b", Some(json!({"ok": true})))),
+                // A result for a call the workflow does not have is ignored.
+                AgentEvent::ToolResult(call("zzz", Some(json!({})))),
+                AgentEvent::ToolResult(call("a", Some(json!({"ok": true})))),
+            ],
+            &[
+                "thread.item.added wf_3 workflow loading,loading",
+                "updated wf_3 workflow.task.updated 1",
+                "updated wf_3 workflow.task.updated 0",
+                "thread.item.done wf_3 workflow complete,complete",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_failed_turn_closes_what_it_left_open_as_stored() {
+        check(
+            vec![
+                AgentEvent::ToolCalls {
+                    message_id: 3,
+                    created_at: "t".into(),
+                    calls: vec![call("a", None)],
+                },
+                started(4),
+                AgentEvent::TextDelta("Hal".into()),
+            ],
+            &[
+                "thread.item.added wf_3 workflow loading",
+                "thread.item.added msg_4 assistant_message []",
+                r#"updated msg_4 assistant_message.content_part.added """#,
+                r#"updated msg_4 assistant_message.content_part.text_delta "Hal""#,
+                "thread.item.done wf_3 workflow loading",
+                r#"updated msg_4 assistant_message.content_part.done "Hal""#,
+                r#"thread.item.done msg_4 assistant_message [{"annotations":[],"text":"Hal","type":"output_text"}]"#,
+            ],
+        );
+    }
+}
