@@ -1,4 +1,4 @@
-//! Every rule of the README's auth rules ("HTTP API"), against the real binary.
+//! Every auth rule of docs/HTTP-API.md ("Authentication"), against the real binary.
 
 use std::sync::{Arc, Mutex};
 

@@ -8,6 +8,8 @@ mod chat;
 mod chatkit;
 mod check;
 mod durability;
+#[path = "../harness.rs"]
+mod harness;
 mod hostile;
 mod mcp;
 mod mock_openai;

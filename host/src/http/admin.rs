@@ -1,4 +1,4 @@
-//! The admin API (README, "Operating plugins"): the plugin set for operators,
+//! The admin API (docs/HTTP-API.md, "Admin"): the plugin set for operators,
 //! behind `WASMGATE_ADMIN_TOKEN` (401 without it; 404 when unset, as if the
 //! API did not exist).
 //!

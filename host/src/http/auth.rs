@@ -1,7 +1,7 @@
 //! Authentication at the HTTP edge: the bearer token becomes an [`AuthUser`],
 //! and routes under `/api/{user_id}/…` check that the path names that user.
 //!
-//! Order of answers (README, "HTTP API"): no or bad token → 401; a valid
+//! Order of answers (docs/HTTP-API.md, "Authentication"): no or bad token → 401; a valid
 //! token for another user's path → 403; another user's resource → 404.
 
 use axum::extract::FromRequestParts;

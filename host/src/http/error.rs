@@ -158,7 +158,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 impl From<crate::agent::MessageProblem> for ApiError {
-    /// Empty or too long: 400 (as the README's HTTP API says); a control character: 422.
+    /// Empty or too long: 400 (docs/HTTP-API.md, "Chat"); a control character: 422.
     fn from(problem: crate::agent::MessageProblem) -> Self {
         match problem {
             crate::agent::MessageProblem::ControlCharacter(_) => ApiError::new(

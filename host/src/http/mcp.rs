@@ -1,5 +1,5 @@
 //! `/mcp`: the plugin tools over MCP Streamable HTTP (MCP spec 2025-11-25,
-//! `basic/transports` and `server/tools`), for any MCP client.
+//! `basic/transports` and `server/tools`), for any MCP client (docs/MCP.md).
 //!
 //! rmcp's transport does the protocol: stateless, JSON responses, version
 //! negotiation (2025-11-25 and the older versions clients still send),

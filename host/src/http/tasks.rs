@@ -1,4 +1,4 @@
-//! The tasks REST API (README, "HTTP API"): the same store the
+//! The tasks REST API (docs/HTTP-API.md, "Tasks"): the same store the
 //! task tools use, for the user in the path.
 
 use axum::Json;

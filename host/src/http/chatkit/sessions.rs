@@ -1,4 +1,4 @@
-//! `POST /api/v1/chatkit/sessions` and `…/{id}/cancel` (README, "HTTP API"), and
+//! `POST /api/v1/chatkit/sessions` and `…/{id}/cancel` (docs/HTTP-API.md, "ChatKit sessions"), and
 //! the client-secret check of the ChatKit endpoint.
 //!
 //! A session is a short-lived secret the ChatKit widget sends instead of the
