@@ -128,8 +128,16 @@ function newConversation() {
 
 async function openConversation(id) {
   let conversation;
+  const messages = [];
   try {
-    conversation = await (await api(`/conversations/${id}`)).json();
+    // The transcript comes in pages, oldest first; read it all.
+    let after = null;
+    do {
+      const query = after === null ? "?limit=100" : `?limit=100&after=${after}`;
+      conversation = await (await api(`/conversations/${id}${query}`)).json();
+      messages.push(...conversation.messages);
+      after = conversation.next_after;
+    } while (conversation.has_more && after !== null);
   } catch (error) {
     // A conversation that is gone (or another user's) starts afresh.
     newConversation();
@@ -139,21 +147,13 @@ async function openConversation(id) {
   localStorage.setItem(CONVERSATION_KEY, String(id));
   $("log").replaceChildren();
   $("chat-error").textContent = "";
-  const cards = new Map();
-  for (const message of conversation.messages) {
-    if (message.role === "user" || (message.role === "assistant" && message.content)) {
-      addMessage(message.role, message.content);
-    }
+  // A reply shows as it streamed: its tool calls, then its text.
+  for (const message of messages) {
     for (const call of message.tool_calls ?? []) {
-      let args = call.arguments;
-      try { args = JSON.parse(call.arguments); } catch { /* shown as sent */ }
-      cards.set(call.id, addToolCall(call.name, args));
+      const card = addToolCall(call.name, call.arguments);
+      if (call.result !== null) card.finish(call.result, call.is_error);
     }
-    if (message.role === "tool") {
-      let result = message.content;
-      try { result = JSON.parse(message.content); } catch { /* shown as stored */ }
-      cards.get(message.tool_call_id)?.finish(result, message.is_error);
-    }
+    if (message.content) addMessage(message.role, message.content);
   }
   await refreshConversations();
 }
