@@ -30,17 +30,10 @@ fn main() {
             "| database | callers | direct calls/s | component calls/s | direct / component |"
         );
         println!("|---|---|---|---|---|");
-        let postgres = std::env::var("WASMGATE_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|url| !url.is_empty());
         for callers in [1, 8] {
-            let dir = tempfile::tempdir().unwrap();
-            let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-            compare("SQLite", &sqlite, callers).await;
-            if let Some(admin) = &postgres {
-                let database = support::PostgresDatabase::create(admin, "add_task").await;
-                compare("PostgreSQL", &database.url, callers).await;
-                database.drop().await;
+            for backend in support::backends() {
+                let database = support::TestDatabase::new(backend).await;
+                compare(&format!("{backend:?}"), &database.url, callers).await;
             }
         }
     });

@@ -19,7 +19,7 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 mod support;
-use support::{Server, quantile};
+use support::quantile;
 
 const CLIENTS: usize = 64;
 const WARMUP: Duration = Duration::from_secs(3);
@@ -57,7 +57,7 @@ async fn bench() {
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); UPKEEP.len()];
     for _ in 0..ROUNDS {
         for (setting, (label, limit)) in UPKEEP.iter().enumerate() {
-            let server = Server::start(&[
+            let server = support::server(&[
                 ("WASMGATE_MODEL", "openai:gpt-bench"),
                 ("OPENAI_BASE_URL", &base_url),
                 ("OPENAI_API_KEY", "sk-bench"),
@@ -72,7 +72,7 @@ async fn bench() {
                     clients,
                     client: &client,
                     base: &server.base,
-                    token: &server.token("bench"),
+                    token: &support::token("bench"),
                     mock_nanos: &mock_nanos,
                     mock_calls: &mock_calls,
                 };
@@ -92,8 +92,8 @@ async fn bench() {
             let run = Run {
                 saturated: rows[0],
                 single: rows[1],
-                wal_mb: size("bench.db-wal"),
-                db_mb: size("bench.db"),
+                wal_mb: size("wasmgate.db-wal"),
+                db_mb: size("wasmgate.db"),
             };
             println!("| {label} | {} |", run.cells());
             results[setting].push(run);

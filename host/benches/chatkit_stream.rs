@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
-use support::{Server, quantile};
+use support::quantile;
 
 const TURNS: usize = 30;
 const CHUNKS: usize = 10;
@@ -35,13 +35,13 @@ fn main() {
 async fn bench() {
     let sent: Sent = Arc::default();
     let base_url = start_mock(sent.clone()).await;
-    let server = Server::start(&[
+    let server = support::server(&[
         ("WASMGATE_MODEL", "openai:gpt-bench"),
         ("OPENAI_BASE_URL", &base_url),
         ("OPENAI_API_KEY", "sk-bench"),
     ])
     .await;
-    let token = server.token("bench");
+    let token = support::token("bench");
     let client = reqwest::Client::new();
 
     let mut first_event = Vec::new();

@@ -12,17 +12,17 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::json;
 
 mod support;
-use support::{Server, quantile};
+use support::quantile;
 
 const WARMUP: usize = 200;
 const CALLS: usize = 3_000;
 
 fn main() {
     support::block_on(async {
-        let server = Server::start(&[]).await;
+        let server = support::server(&[]).await;
         let transport = StreamableHttpClientTransport::from_config(
             StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.base))
-                .auth_header(server.token("bench")),
+                .auth_header(support::token("bench")),
         );
         let client = ().serve(transport).await.unwrap();
         for n in 0..20 {

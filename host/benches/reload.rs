@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod support;
-use support::{Server, quantile};
+use support::quantile;
 
 const CLIENTS: usize = 16;
 const BASELINE: Duration = Duration::from_secs(5);
@@ -33,8 +33,8 @@ async fn bench() {
         "name = \"greeter\"\nversion = \"1\"\nkind = \"tool\"\n",
     )
     .unwrap();
-    let server = Server::start(&[("WASMGATE_PLUGINS", dir.path().to_str().unwrap())]).await;
-    let (url, token) = (format!("{}/mcp", server.base), server.token("bench"));
+    let server = support::server(&[("WASMGATE_PLUGINS", dir.path().to_str().unwrap())]).await;
+    let (url, token) = (format!("{}/mcp", server.base), support::token("bench"));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS * 2)
         .build()

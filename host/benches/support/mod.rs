@@ -1,32 +1,19 @@
-//! What the benchmarks share: the built plugin directories, an in-process
-//! runtime with its registry, the real `wasmgate` binary started on a free
-//! loopback port with a fresh SQLite file (stopped on drop), and fresh
-//! PostgreSQL databases.
+//! What the benchmarks share: the harness the end-to-end tests use too
+//! (built plugins, tokens, databases, the real binary; `tests/harness.rs`),
+//! an in-process runtime with its registry, and a mock provider's server.
 
-use std::io::BufRead;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "../../../tests/harness.rs"]
+mod harness;
+#[allow(unused_imports, reason = "not every benchmark uses each")]
+pub use harness::{Backend, TestDatabase, TestServer, backends, built, token};
 
 use wasmgate::plugins::{
     AllocatorChoice, PluginSource, Registry, Runtime, RuntimeOptions, Snapshot, TaskLimits,
 };
 use wasmgate::tasks::TaskRepository;
-
-pub const SECRET: &str = "bench-secret";
-
-/// `target/<name>` (e.g. `plugins`, `test-plugins`), built by xtask.
-pub fn built(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target")
-        .join(name);
-    assert!(
-        dir.is_dir(),
-        "run through `cargo xtask bench`, which builds the plugins"
-    );
-    dir
-}
 
 /// A runtime and a registry loaded from `target/<plugins>`.
 #[allow(dead_code, reason = "not every benchmark runs plugins in process")]
@@ -52,84 +39,22 @@ pub async fn runtime(
     (Arc::new(runtime), Arc::new(Registry::new(snapshot)))
 }
 
+/// The real binary with the stock plugins as the benchmarks run it: no
+/// per-user limits (load generators write far more than a person would),
+/// quiet logs, and ready once plugins are loaded. `env` comes last, so it
+/// overrides.
 #[allow(dead_code, reason = "not every benchmark starts the binary")]
-pub struct Server {
-    child: Child,
-    pub base: String,
-    _data: tempfile::TempDir,
-}
-
-#[allow(dead_code, reason = "not every benchmark starts the binary")]
-impl Server {
-    /// The server's data directory (`bench.db` and its WAL).
-    pub fn data_dir(&self) -> &std::path::Path {
-        self._data.path()
-    }
-
-    /// Starts `wasmgate serve` with the built plugins and `env`.
-    pub async fn start(env: &[(&str, &str)]) -> Server {
-        let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-        assert!(
-            plugins.is_dir(),
-            "run through `cargo xtask bench`, which builds the plugins"
-        );
-        let data = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmgate"));
-        command
-            .arg("serve")
-            .env("WASMGATE_LISTEN", "127.0.0.1:0")
-            .env("WASMGATE_PLUGINS", &plugins)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", data.path().join("bench.db").display()),
-            )
-            .env("BETTER_AUTH_SECRET", SECRET)
-            .env("WASMGATE_CHAT_RATE_PER_MINUTE", "0")
-            // Load generators write far more than a person would.
-            .env("WASMGATE_TASK_WRITES_PER_MINUTE", "0")
-            .env("WASMGATE_MAX_TASKS_PER_USER", "0")
-            .env("RUST_LOG", "error")
-            .current_dir(data.path())
-            .stdout(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line.trim().replace("wasmgate listening on ", "");
-        let server = Server {
-            child,
-            base,
-            _data: data,
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client
-                .get(format!("{}/readyz", server.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server never became ready");
-    }
-
-    pub fn token(&self, user: &str) -> String {
-        wasmgate::auth::mint(SECRET.as_bytes(), user, Duration::from_secs(3600))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+pub async fn server(env: &[(&str, &str)]) -> TestServer {
+    let mut all = vec![
+        ("WASMGATE_CHAT_RATE_PER_MINUTE", "0"),
+        ("WASMGATE_TASK_WRITES_PER_MINUTE", "0"),
+        ("WASMGATE_MAX_TASKS_PER_USER", "0"),
+        ("RUST_LOG", "error"),
+    ];
+    all.extend_from_slice(env);
+    TestServer::start_with(&built("plugins"), &all)
+        .ready()
+        .await
 }
 
 /// The `q` quantile of sorted `samples`.
@@ -156,49 +81,4 @@ pub async fn serve_mock(app: axum::Router) -> String {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{address}/v1")
-}
-
-/// A fresh database on the PostgreSQL server at `admin` (a URL), dropped
-/// by [`PostgresDatabase::drop`].
-#[allow(dead_code, reason = "not every benchmark runs on PostgreSQL")]
-pub struct PostgresDatabase {
-    admin: String,
-    name: String,
-    pub url: String,
-}
-
-#[allow(dead_code, reason = "not every benchmark runs on PostgreSQL")]
-impl PostgresDatabase {
-    pub async fn create(admin: &str, bench: &str) -> PostgresDatabase {
-        let name = format!("wasmgate_bench_{bench}_{}", std::process::id());
-        let mut conn = Self::admin_connection(admin).await;
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
-                .await
-                .unwrap();
-        }
-        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-        PostgresDatabase {
-            url: format!("{base}/{name}"),
-            admin: admin.to_string(),
-            name,
-        }
-    }
-
-    async fn admin_connection(admin: &str) -> sqlx::PgConnection {
-        <sqlx::PgConnection as sqlx::Connection>::connect(admin)
-            .await
-            .expect("connecting to WASMGATE_TEST_POSTGRES_URL")
-    }
-
-    pub async fn drop(self) {
-        let mut conn = Self::admin_connection(&self.admin).await;
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
-            .await
-            .unwrap();
-    }
 }
