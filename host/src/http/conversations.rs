@@ -104,7 +104,7 @@ impl Message {
     fn json(&self) -> Value {
         let mut body = json!({
             "id": self.id,
-            "role": if self.role == Role::User { "user" } else { "assistant" },
+            "role": self.role.as_str(),
             "content": self.content,
             "created_at": self.created_at,
         });

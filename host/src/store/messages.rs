@@ -24,7 +24,8 @@ pub enum Role {
 }
 
 impl Role {
-    pub(super) fn as_str(self) -> &'static str {
+    /// The stored (and shown) name of the role.
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
             Role::Assistant => "assistant",
