@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod kv;
 pub mod plugins;
 pub mod store;
 pub mod tasks;
@@ -70,6 +71,7 @@ pub async fn run(
         allocator: config.allocator,
         cache_dir: config.cache_dir(),
         tasks: Some(Arc::new(store.clone())),
+        kv: Some(Arc::new(store.clone())),
         task_limits: TaskLimits {
             writes_per_user_minute: config.task_writes_per_minute,
             ..TaskLimits::default()

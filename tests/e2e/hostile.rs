@@ -767,6 +767,7 @@ async fn a_plugin_beyond_the_memory_budget_is_rejected_at_load() {
         allocator: wasmgate::plugins::AllocatorChoice::Auto,
         cache_dir: None,
         tasks: None,
+        kv: None,
         task_limits: Default::default(),
         compile: Default::default(),
         memory_mib: 512,

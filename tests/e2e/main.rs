@@ -11,6 +11,7 @@ mod durability;
 #[path = "../harness.rs"]
 mod harness;
 mod hostile;
+mod kv;
 mod mcp;
 mod mock_openai;
 mod reload;

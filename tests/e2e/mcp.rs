@@ -11,14 +11,17 @@ use serde_json::{Value, json};
 
 use crate::support::{TestServer, plugins_dir, token};
 
-async fn connect(server: &TestServer, user: &str) -> RunningService<rmcp::RoleClient, ()> {
+pub(crate) async fn connect(
+    server: &TestServer,
+    user: &str,
+) -> RunningService<rmcp::RoleClient, ()> {
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")).auth_header(token(user)),
     );
     ().serve(transport).await.expect("initialize succeeds")
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &RunningService<rmcp::RoleClient, ()>,
     tool: &str,
     args: Value,

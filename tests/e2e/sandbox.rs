@@ -214,6 +214,7 @@ async fn compiled_components_are_cached_on_disk() {
         allocator: wasmgate::plugins::AllocatorChoice::OnDemand,
         cache_dir: Some(cache.path().to_path_buf()),
         tasks: None,
+        kv: None,
         task_limits: Default::default(),
         compile: Default::default(),
         memory_mib: wasmgate::plugins::budget::DEFAULT_MEMORY_MIB,

@@ -26,6 +26,7 @@ pub async fn runtime(
         allocator,
         cache_dir: None,
         tasks,
+        kv: None,
         // Benchmarks write far more than a person would; no per-user budget.
         task_limits: TaskLimits {
             writes_per_user_minute: 0,

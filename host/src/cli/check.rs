@@ -14,6 +14,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         allocator: AllocatorChoice::OnDemand,
         cache_dir: None,
         tasks: None,
+        kv: None,
         task_limits: Default::default(),
         compile: Default::default(),
         memory_mib: crate::plugins::budget::DEFAULT_MEMORY_MIB,

@@ -1,7 +1,8 @@
 //! `wasmgate plugins run <file.wasm> <tool> [json]`: the plugin author's test
 //! harness. Runs one tool of a component under its manifest's limits, with
 //! the `tasks` capability backed by an in-memory store (optionally seeded
-//! from a JSON file), and prints the result or the error.
+//! from a JSON file), `kv` by an in-memory map, and prints the result or the
+//! error.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use async_trait::async_trait;
 
+use crate::kv::{KvError, KvQuota, KvRepository};
 use crate::plugins::{AllocatorChoice, Manifest, Runtime, RuntimeOptions};
 use crate::tasks::{NewTask, StatusFilter, Task, TaskError, TaskPatch, TaskRepository, UserId};
 
@@ -40,6 +42,7 @@ pub async fn run(
         cache_dir: None,
         tasks: Some(fake.clone()),
         task_limits: Default::default(),
+        kv: Some(Arc::new(MemoryKv::default())),
         compile: Default::default(),
         memory_mib: crate::plugins::budget::DEFAULT_MEMORY_MIB,
     })?;
@@ -162,5 +165,75 @@ impl TaskRepository for MemoryTasks {
             Some(tasks.remove(index).1)
         })
         .ok_or(TaskError::NotFound(id))
+    }
+}
+
+/// Storage in memory, for one run of the harness, with the quota enforced
+/// as the store enforces it.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: Mutex<std::collections::BTreeMap<(String, String, String), Vec<u8>>>,
+}
+
+#[async_trait]
+impl KvRepository for MemoryKv {
+    async fn get(&self, plugin: &str, user: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(entries
+            .get(&(plugin.into(), user.into(), key.into()))
+            .cloned())
+    }
+
+    async fn set(
+        &self,
+        plugin: &str,
+        user: &str,
+        key: &str,
+        value: &[u8],
+        quota: KvQuota,
+    ) -> Result<(), KvError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (plugin.to_string(), user.to_string(), key.to_string());
+        let others = entries
+            .iter()
+            .filter(|((p, u, k), _)| p == plugin && u == user && k != key);
+        let (keys, bytes) = others.fold((0u64, 0u64), |(n, b), (_, v)| (n + 1, b + v.len() as u64));
+        let new_key = !entries.contains_key(&id);
+        if (new_key && keys >= u64::from(quota.max_keys))
+            || bytes + value.len() as u64 > quota.max_bytes
+        {
+            return Err(KvError::Quota(quota));
+        }
+        entries.insert(id, value.to_vec());
+        Ok(())
+    }
+
+    async fn delete(&self, plugin: &str, user: &str, key: &str) -> Result<bool, KvError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(entries
+            .remove(&(plugin.into(), user.into(), key.into()))
+            .is_some())
+    }
+
+    async fn list_keys(
+        &self,
+        plugin: &str,
+        user: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, KvError> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(entries
+            .keys()
+            .filter(|(p, u, k)| {
+                p == plugin
+                    && u == user
+                    && k.starts_with(prefix)
+                    && after.is_none_or(|a| k.as_str() > a)
+            })
+            .map(|(_, _, k)| k.clone())
+            .take(limit as usize)
+            .collect())
     }
 }

@@ -252,3 +252,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+/// `DELETE /admin/plugins/{name}/data`: deletes everything the plugin
+/// stored with `kv`, for every user (removing a plugin keeps its data, so
+/// that a reinstall finds it). Answers how many keys went.
+pub async fn purge_data(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !valid_name(&name) {
+        return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
+    }
+    let deleted = state.store.purge_plugin_data(&name).await?;
+    tracing::info!(plugin = %name, keys = deleted, "plugin data purged");
+    Ok(Json(
+        serde_json::json!({"plugin": name, "deleted_keys": deleted}),
+    ))
+}

@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router {
             put(admin::upload).delete(admin::remove),
         )
         .route("/admin/plugins/{name}/grant", post(admin::grant))
+        .route(
+            "/admin/plugins/{name}/data",
+            axum::routing::delete(admin::purge_data),
+        )
         .layer(DefaultBodyLimit::max(admin::MAX_UPLOAD_BYTES + 64 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

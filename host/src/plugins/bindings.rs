@@ -1,7 +1,8 @@
 //! Host-side bindings generated from `wit/plugin.wit`. All `bindgen!` calls
 //! live here and nothing else does.
 
-/// The `task-tool` world: tools import `log` and `tasks`, export `tool`.
+/// The `task-tool` world: tools import `log`, `tasks`, `kv` and `config`,
+/// export `tool`.
 pub mod tool {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -34,4 +35,6 @@ pub const TOOL_EXPORT: &str = "wasmgate:plugin/tool@0.1.0";
 pub const PROVIDER_EXPORT: &str = "wasmgate:plugin/provider@0.1.0";
 pub const LOG_IMPORT: &str = "wasmgate:plugin/log@0.1.0";
 pub const TASKS_IMPORT: &str = "wasmgate:plugin/tasks@0.1.0";
+pub const KV_IMPORT: &str = "wasmgate:plugin/kv@0.1.0";
+pub const CONFIG_IMPORT: &str = "wasmgate:plugin/config@0.1.0";
 pub const TYPES_IMPORT: &str = "wasmgate:plugin/types@0.1.0";

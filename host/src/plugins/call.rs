@@ -8,6 +8,9 @@ use tracing::Instrument;
 
 use super::bindings::ToolError;
 use super::bindings::tool::TaskToolPre;
+use super::capabilities::Bound;
+use super::capabilities::config::ConfigHost;
+use super::capabilities::kv::KvHost;
 use super::capabilities::tasks::TasksHost;
 use super::error::CallError;
 use super::instances::Instances;
@@ -38,14 +41,23 @@ impl Runtime {
             )));
         }
         let started = Instant::now();
-        let tasks = TasksHost::for_user(
-            user.to_string(),
-            self.tasks.clone(),
-            self.task_limits.clone(),
-            self.write_windows.clone(),
-        );
+        let bound = Bound {
+            tasks: TasksHost::for_user(
+                user.to_string(),
+                self.tasks.clone(),
+                self.task_limits.clone(),
+                self.write_windows.clone(),
+            ),
+            kv: KvHost::for_user(
+                plugin.name.clone(),
+                user.to_string(),
+                plugin.grant.kv_quota,
+                self.kv.clone(),
+            ),
+            config: ConfigHost::new(plugin.grant.config.clone()),
+        };
         let span = plugin.span("tool", tool);
-        let result = run_tool(plugin, instances, tasks, tool, arguments)
+        let result = run_tool(plugin, instances, bound, tool, arguments)
             .instrument(span)
             .await;
         let timeout = matches!(result, Err(CallError::Deadline { .. }));
@@ -60,11 +72,11 @@ impl Runtime {
 async fn run_tool(
     plugin: &Plugin,
     instances: &Instances<TaskToolPre<CallState>>,
-    tasks: TasksHost,
+    bound: Bound,
     tool: &str,
     arguments: &str,
 ) -> Result<serde_json::Value, CallError> {
-    let (mut call, instance) = instances.take(tasks).await?;
+    let (mut call, instance) = instances.take(bound).await?;
     let (tool, arguments) = (tool.to_string(), arguments.to_string());
     let output = call
         .run(async |store| {

@@ -26,7 +26,7 @@ use super::bindings::provider::{ProviderPlugin, ProviderPluginPre};
 use super::bindings::tool::{TaskTool, TaskToolPre};
 use super::budget::Share;
 use super::budget::{Floor, HostBudget};
-use super::capabilities::tasks::TasksHost;
+use super::capabilities::Bound;
 use super::error::{CallError, LoadError};
 use super::guest_call::{CallParts, GuestCall, Upkeep, run_guest};
 use super::manifest::Limits;
@@ -120,13 +120,10 @@ impl<P: Instantiate> Instances<P> {
         })
     }
 
-    /// A fresh instance for one call acting through `tasks`, once one of the
+    /// A fresh instance for one call bound to `bound`, once one of the
     /// plugin's concurrency slots and a share of the host's budget are free
     /// (waiting at most its timeout for both).
-    pub(super) async fn take(
-        &self,
-        tasks: TasksHost,
-    ) -> Result<(GuestCall, P::Instance), CallError> {
+    pub(super) async fn take(&self, bound: Bound) -> Result<(GuestCall, P::Instance), CallError> {
         let shared = &self.shared;
         let admitted = async {
             let permit = shared.permits.clone().acquire_owned().await.ok()?;
@@ -146,12 +143,12 @@ impl<P: Instantiate> Instances<P> {
         let owner: Arc<dyn Upkeep> = shared.clone();
         match ready {
             Some((mut store, instance)) => {
-                store.data_mut().tasks = tasks;
+                store.data_mut().bind(bound);
                 let call = GuestCall::new(store, shared.call_parts(permit), owner, alone);
                 Ok((call, instance))
             }
             None => {
-                let store = shared.new_store(tasks);
+                let store = shared.new_store(bound);
                 let mut call = GuestCall::new(store, shared.call_parts(permit), owner, alone);
                 let instance = call
                     .run(async |store| shared.pre.instantiate(store).await)
@@ -172,8 +169,8 @@ impl<P: Instantiate> Shared<P> {
         }
     }
 
-    fn new_store(&self, tasks: TasksHost) -> Store<CallState> {
-        let state = CallState::new(&self.plugin, &self.limits, tasks);
+    fn new_store(&self, bound: Bound) -> Store<CallState> {
+        let state = CallState::new(&self.plugin, &self.limits, bound);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store
@@ -195,7 +192,7 @@ impl<P: Instantiate> Shared<P> {
         loop {
             drop(std::mem::take(&mut *lock(&self.retired)));
             if !failed && lock(&self.ready).len() < READY {
-                let mut store = self.new_store(TasksHost::nobody());
+                let mut store = self.new_store(Bound::nobody());
                 let made = run_guest(
                     &mut store,
                     &self.plugin,

@@ -11,8 +11,11 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::bindings::{self, LOG_IMPORT, PROVIDER_EXPORT, TASKS_IMPORT, TOOL_EXPORT, TYPES_IMPORT};
-use super::capabilities::tasks::TasksHost;
+use super::bindings::{
+    self, CONFIG_IMPORT, KV_IMPORT, LOG_IMPORT, PROVIDER_EXPORT, TASKS_IMPORT, TOOL_EXPORT,
+    TYPES_IMPORT,
+};
+use super::capabilities::Bound;
 use super::error::LoadError;
 use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
@@ -175,6 +178,8 @@ impl Runtime {
         for (import, _) in ty.imports(&self.engine) {
             match import {
                 TASKS_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Tasks),
+                KV_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Kv),
+                CONFIG_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Config),
                 LOG_IMPORT => capabilities.push(Capability::Log),
                 TYPES_IMPORT => {}
                 // WASI is linked for every plugin with nothing granted.
@@ -189,10 +194,9 @@ impl Runtime {
         &self,
         instances: &Instances<bindings::tool::TaskToolPre<CallState>>,
     ) -> Result<Vec<ToolSpec>, LoadError> {
-        // list-tools runs for nobody: the tasks capability has no user.
-        let tasks = TasksHost::nobody();
+        // list-tools runs for nobody: no user's tasks or storage.
         let list = async {
-            let (mut call, instance) = instances.take(tasks).await?;
+            let (mut call, instance) = instances.take(Bound::nobody()).await?;
             call.run(async |store| instance.wasmgate_plugin_tool().call_list_tools(store).await)
                 .await
         };
@@ -283,6 +287,8 @@ fn capability_import(capability: Capability) -> &'static str {
     match capability {
         Capability::Log => LOG_IMPORT,
         Capability::Tasks => TASKS_IMPORT,
+        Capability::Kv => KV_IMPORT,
+        Capability::Config => CONFIG_IMPORT,
     }
 }
 

@@ -82,6 +82,10 @@ pub enum Capability {
     Log,
     /// `wasmgate:plugin/tasks`, bound to the calling user.
     Tasks,
+    /// `wasmgate:plugin/kv`, storage bound to the plugin and the calling user.
+    Kv,
+    /// `wasmgate:plugin/config`, the operator's settings for the plugin.
+    Config,
 }
 
 impl Capability {
@@ -89,6 +93,8 @@ impl Capability {
         match self {
             Capability::Log => "log",
             Capability::Tasks => "tasks",
+            Capability::Kv => "kv",
+            Capability::Config => "config",
         }
     }
 }
@@ -165,8 +171,14 @@ impl Manifest {
         if self.version.trim().is_empty() {
             return Err("version must not be empty".into());
         }
-        if self.kind == PluginKind::Provider && self.capabilities.contains(&Capability::Tasks) {
-            return Err("a provider may not be granted the tasks capability".into());
+        // A provider acts for no user: user-bound capabilities mean nothing to it.
+        for capability in [Capability::Tasks, Capability::Kv, Capability::Config] {
+            if self.kind == PluginKind::Provider && self.capabilities.contains(&capability) {
+                return Err(format!(
+                    "a provider may not be granted the {} capability",
+                    capability.as_str()
+                ));
+            }
         }
         for host in &self.hosts {
             normalize_host(host).map_err(|err| format!("hosts: {err}"))?;

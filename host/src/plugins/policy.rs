@@ -14,15 +14,22 @@
 //! secrets = { api_key = "OPENAI_API_KEY" }
 //! base_url_env = "OPENAI_BASE_URL"
 //! sha256 = "…"
+//!
+//! [plugins.notes]
+//! capabilities = ["kv", "config"]
+//! kv = { max_keys = 500, max_bytes = 262144 }
+//! config = { default_tag = "inbox" }
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{Capability, Manifest, normalize_host};
+use crate::kv::KvQuota;
 
 /// The file name of the policy when it sits in the plugin directory (its
 /// default place). The directory scan skips it, and no plugin may be named
@@ -107,6 +114,13 @@ pub struct PluginPolicy {
     /// When set, only the component with this sha256 is granted anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// How much the plugin may store per user with `kv` (the defaults when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvQuota>,
+    /// Settings the plugin reads with `config`: not secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
 }
 
 /// What a plugin was granted: resolved once, when it joins a snapshot.
@@ -117,6 +131,10 @@ pub struct Grant {
     /// Secret name → environment variable.
     pub secrets: BTreeMap<String, String>,
     pub base_url_env: Option<String>,
+    /// What it may store per user with `kv`.
+    pub kv_quota: KvQuota,
+    /// Its `config` settings (empty unless the capability is granted).
+    pub config: Arc<BTreeMap<String, String>>,
 }
 
 impl Grant {
@@ -243,14 +261,26 @@ impl Policy {
                 .map(|(name, variable)| (name.clone(), variable.clone()))
                 .collect(),
             base_url_env: entry.base_url_env.clone(),
+            kv_quota: entry.kv.unwrap_or_default(),
+            config: Arc::new(if manifest.capabilities.contains(&Capability::Config) {
+                entry.config.clone()
+            } else {
+                BTreeMap::new()
+            }),
         })
     }
 
     fn grants_capability(&self, entry: &PluginPolicy, capability: Capability) -> bool {
-        // `log` is budgeted per call and reaches only the host's log.
+        // `log` is budgeted per call and reaches only the host's log. Dev
+        // mode grants what reaches only this host's own data, never the
+        // network or a secret.
         capability == Capability::Log
             || entry.capabilities.contains(&capability)
-            || (self.dev_mode && capability == Capability::Tasks)
+            || (self.dev_mode
+                && matches!(
+                    capability,
+                    Capability::Tasks | Capability::Kv | Capability::Config
+                ))
     }
 
     /// The entry that grants exactly what `manifest` asks for, keeping what

@@ -16,7 +16,7 @@ use super::bindings::provider::ProviderPlugin;
 use super::bindings::provider::exports::wasmgate::plugin::provider as wit;
 use super::bindings::tool::exports::wasmgate::plugin::tool::ToolSpec as WitToolSpec;
 use super::call::check_output;
-use super::capabilities::tasks::TasksHost;
+use super::capabilities::Bound;
 use super::error::CallError;
 use super::guest_call::GuestCall;
 use super::runtime::{Plugin, PluginInstances, Runtime, ToolSpec};
@@ -188,7 +188,7 @@ impl Runtime {
                 plugin.name()
             )));
         };
-        instances.take(TasksHost::nobody()).await
+        instances.take(Bound::nobody()).await
     }
 }
 

@@ -19,6 +19,7 @@ use super::manifest::{Capability, Manifest, PluginKind};
 use super::policy::Grant;
 use super::state::CallState;
 use super::stats::PluginStats;
+use crate::kv::KvRepository;
 use crate::tasks::TaskRepository;
 
 /// Everything needed to load and call plugins. Cheap to share behind an
@@ -34,6 +35,8 @@ pub struct Runtime {
     pub(super) tasks: Option<Arc<dyn TaskRepository>>,
     pub(super) task_limits: Arc<TaskLimits>,
     pub(super) write_windows: Arc<WriteWindows>,
+    /// Where the `kv` capability stores; `None` answers `unavailable`.
+    pub(super) kv: Option<Arc<dyn KvRepository>>,
 }
 
 pub struct RuntimeOptions {
@@ -43,6 +46,7 @@ pub struct RuntimeOptions {
     pub tasks: Option<Arc<dyn TaskRepository>>,
     /// What calls may ask of the `tasks` capability.
     pub task_limits: TaskLimits,
+    pub kv: Option<Arc<dyn KvRepository>>,
     /// How components are compiled (the server: in a child, under a budget).
     pub compile: CompileMode,
     /// Guest memory all running instances may use together, in MiB.
@@ -127,6 +131,7 @@ impl Runtime {
             tasks: options.tasks,
             task_limits: Arc::new(options.task_limits),
             write_windows: Default::default(),
+            kv: options.kv,
         })
     }
 
@@ -138,7 +143,7 @@ impl Runtime {
     /// capabilities `manifest` grants. Anything else a component imports
     /// fails to link.
     pub(super) fn linker(&self, manifest: &Manifest) -> wasmtime::Result<Linker<CallState>> {
-        use bindings::tool::wasmgate::plugin::{log, tasks, types};
+        use bindings::tool::wasmgate::plugin::{config, kv, log, tasks, types};
 
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -147,6 +152,14 @@ impl Runtime {
         if manifest.grants(Capability::Tasks) {
             tasks::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| {
                 &mut state.tasks
+            })?;
+        }
+        if manifest.grants(Capability::Kv) {
+            kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| &mut state.kv)?;
+        }
+        if manifest.grants(Capability::Config) {
+            config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| {
+                &mut state.config
             })?;
         }
         Ok(linker)

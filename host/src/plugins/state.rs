@@ -10,6 +10,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::capabilities::Bound;
+use super::capabilities::config::ConfigHost;
+use super::capabilities::kv::KvHost;
 use super::capabilities::log::LogHost;
 use super::capabilities::stdio::GuestOutput;
 use super::capabilities::tasks::TasksHost;
@@ -21,10 +24,12 @@ pub struct CallState {
     pub(super) limiter: Limiter,
     pub(super) log: LogHost,
     pub(super) tasks: TasksHost,
+    pub(super) kv: KvHost,
+    pub(super) config: ConfigHost,
 }
 
 impl CallState {
-    pub fn new(plugin: &Arc<str>, limits: &Limits, tasks: TasksHost) -> Self {
+    pub fn new(plugin: &Arc<str>, limits: &Limits, bound: Bound) -> Self {
         // No preopened directories, no environment, no arguments, no
         // network: the builder's defaults, made explicit where it matters.
         let wasi = WasiCtx::builder()
@@ -42,8 +47,18 @@ impl CallState {
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             log: LogHost::new(plugin.clone()),
-            tasks,
+            tasks: bound.tasks,
+            kv: bound.kv,
+            config: bound.config,
         }
+    }
+
+    /// Binds the call to `bound` (an instance made ahead for nobody gets
+    /// its caller when a call takes it).
+    pub(super) fn bind(&mut self, bound: Bound) {
+        self.tasks = bound.tasks;
+        self.kv = bound.kv;
+        self.config = bound.config;
     }
 }
 

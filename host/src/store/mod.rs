@@ -6,6 +6,7 @@
 //! schema differs, in `migrations/sqlite` and `migrations/postgres`.
 
 mod conversations;
+mod kv;
 mod messages;
 mod sessions;
 mod tasks;

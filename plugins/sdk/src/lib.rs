@@ -25,8 +25,10 @@
 //! wasmgate_sdk::export_tools!(Shout);
 //! ```
 //!
-//! The host capabilities are re-exported as [`tasks`] and [`log`]; a plugin
-//! that calls [`tasks`] must be granted the `tasks` capability in its manifest.
+//! The host capabilities are re-exported as [`tasks`], [`kv`], [`config`]
+//! and [`log`]; a plugin that calls [`tasks`], [`kv`] or [`config`] must ask
+//! for that capability in its manifest (and the operator grant it).
+//! [`kv_json`] stores JSON values in [`kv`].
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,7 +46,7 @@ pub mod bindings {
 }
 
 pub use bindings::exports::wasmgate::plugin::tool::{ToolError, ToolSpec};
-pub use bindings::wasmgate::plugin::{log, tasks};
+pub use bindings::wasmgate::plugin::{config, kv, log, tasks};
 pub use serde_json;
 
 /// One tool of a plugin.
@@ -71,6 +73,60 @@ impl From<tasks::TaskError> for ToolError {
             tasks::TaskError::NotFound(id) => ToolError::NotFound(format!("task {id} not found")),
             tasks::TaskError::Invalid(message) => ToolError::InvalidArguments(message),
             tasks::TaskError::Unavailable(message) => ToolError::Failed(message),
+        }
+    }
+}
+
+/// A storage error is a tool error the model can explain.
+impl From<kv::KvError> for ToolError {
+    fn from(error: kv::KvError) -> Self {
+        match error {
+            kv::KvError::Invalid(message) => ToolError::InvalidArguments(message),
+            kv::KvError::Quota(message) | kv::KvError::Unavailable(message) => {
+                ToolError::Failed(message)
+            }
+        }
+    }
+}
+
+/// [`kv`] with JSON values: what a plugin stores for the calling user.
+pub mod kv_json {
+    use super::{ToolError, kv};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// The value under `key`, if there is one (and it is `T`).
+    pub fn get<T: DeserializeOwned>(key: &str) -> Result<Option<T>, ToolError> {
+        match kv::get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|err| ToolError::Failed(format!("stored value {key:?}: {err}"))),
+        }
+    }
+
+    /// Stores `value` under `key`.
+    pub fn set<T: Serialize>(key: &str, value: &T) -> Result<(), ToolError> {
+        let bytes = serde_json::to_vec(value).map_err(|err| ToolError::Failed(err.to_string()))?;
+        Ok(kv::set(key, &bytes)?)
+    }
+
+    /// Deletes `key`; whether it was there.
+    pub fn delete(key: &str) -> Result<bool, ToolError> {
+        Ok(kv::delete(key)?)
+    }
+
+    /// Every key that starts with `prefix`, page by page (each page is a
+    /// host call of the call's budget).
+    pub fn keys(prefix: &str) -> Result<Vec<String>, ToolError> {
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let page = kv::list_keys(prefix, keys.last().map(String::as_str), 100)?;
+            let done = page.len() < 100;
+            keys.extend(page);
+            if done {
+                return Ok(keys);
+            }
         }
     }
 }
