@@ -200,6 +200,15 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_MAX_TASKS_PER_USER", default_value_t = crate::store::DEFAULT_MAX_TASKS_PER_USER)]
     pub max_tasks_per_user: u32,
 
+    /// Days a tool call's audit entry is kept; 0 disables the audit log.
+    #[arg(long, env = "WASMGATE_AUDIT_RETENTION_DAYS", default_value_t = 30)]
+    pub audit_retention_days: u32,
+
+    /// Also print every audit entry as a JSON line on stdout (for log
+    /// shippers).
+    #[arg(long, env = "WASMGATE_AUDIT_STDOUT", default_value_t = false)]
+    pub audit_stdout: bool,
+
     /// MiB the SQLite WAL may reach before it is checkpointed and truncated
     /// (checked every 5 s); 0 leaves it to SQLite's automatic checkpoints.
     #[arg(long, env = "WASMGATE_WAL_LIMIT_MIB", default_value_t = crate::store::DEFAULT_WAL_LIMIT_MIB)]

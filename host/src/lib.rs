@@ -2,6 +2,7 @@
 //! sandboxed WebAssembly components. See ARCHITECTURE.md for the map.
 
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -100,10 +101,18 @@ pub async fn run(
     let first_load = reloader.clone();
     tokio::spawn(async move { first_load.reload().await });
 
+    let audit = Arc::new(audit::Audit::start(
+        store.clone(),
+        audit::AuditConfig {
+            retention_days: config.audit_retention_days,
+            stdout: config.audit_stdout,
+        },
+    ));
     let agent = Agent::new(
         runtime.clone(),
         registry.clone(),
         store.clone(),
+        audit.clone(),
         AgentConfig {
             model: config.model.clone(),
             max_rounds: config.max_rounds.max(1),
@@ -118,6 +127,7 @@ pub async fn run(
         reloader,
         store,
         agent: Arc::new(agent),
+        audit,
         http_metrics: Default::default(),
         auth: Arc::new(authenticator),
         dev_secret,

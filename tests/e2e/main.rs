@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `wasmgate` binary and the real runtime, with
 //! real components built from `plugins/` by `cargo xtask build`/`test`.
 
+mod audit;
 mod auth;
 mod author_kit;
 mod browser;

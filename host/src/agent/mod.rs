@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::audit::{Audit, Door};
 use crate::plugins::{Registry, Runtime};
 pub use crate::store::ToolCallRecord;
 use crate::store::{Conversation, NewMessage, Role, Store, StoreError, StoredMessage};
@@ -84,6 +85,7 @@ pub struct AgentConfig {
 
 pub struct Agent {
     runtime: Arc<Runtime>,
+    audit: Arc<Audit>,
     registry: Arc<Registry>,
     store: Store,
     upstream: Upstream,
@@ -233,9 +235,11 @@ impl Agent {
         runtime: Arc<Runtime>,
         registry: Arc<Registry>,
         store: Store,
+        audit: Arc<Audit>,
         config: AgentConfig,
     ) -> Agent {
         Agent {
+            audit,
             upstream: Upstream::new(config.provider_timeout),
             turn_limiter: RateLimiter::new(config.turns_per_minute),
             runtime,
@@ -245,13 +249,14 @@ impl Agent {
         }
     }
 
-    /// Starts a turn of `user`: checks the request, counts it against the
+    /// Starts a turn of `user` through `door`: checks the request, counts it against the
     /// user's turn limit, opens its conversation, and runs it in a task of
     /// its own, so that a door whose client hangs up does not cut it short
     /// (unless `delivery` asks for that).
     pub async fn start(
         self: &Arc<Self>,
         user: &str,
+        door: Door,
         request: TurnRequest,
         delivery: Delivery,
     ) -> Result<Turn, AgentError> {
@@ -323,7 +328,9 @@ impl Agent {
                     .await?;
                 sink.send(AgentEvent::Started { user_message }).await;
             }
-            agent.respond(&user, conversation_id, stream, &sink).await
+            agent
+                .respond(&user, door, conversation_id, stream, &sink)
+                .await
         });
         Ok(Turn {
             conversation,

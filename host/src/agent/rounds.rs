@@ -10,6 +10,7 @@ use super::events::EventSink;
 use super::history::{self, provider_call, stored_call};
 use super::reply::Reply;
 use super::{Agent, AgentError, AgentEvent, MAX_TOOL_CALLS_PER_TURN, ToolCallRecord, TurnOutcome};
+use crate::audit::Door;
 use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role};
 use crate::plugins::{CallError, Plugin, PluginKind, Snapshot, ToolSpec};
 use crate::store::{self, NewMessage};
@@ -34,6 +35,7 @@ impl Agent {
     pub(super) async fn respond(
         &self,
         user: &str,
+        door: Door,
         conversation_id: i64,
         stream: bool,
         events: &EventSink,
@@ -105,7 +107,7 @@ impl Agent {
             let results = self
                 .run_tools(
                     &snapshot,
-                    user,
+                    (user, door),
                     (message_id, created_at),
                     &calls,
                     budget,
@@ -204,12 +206,13 @@ impl Agent {
         }
     }
 
-    /// Runs the calls of one round concurrently, each for `user`; calls
-    /// beyond the first `budget` are answered with an error instead.
+    /// Runs the calls of one round concurrently, each for `user` (and
+    /// audited as coming through `door`); calls beyond the first `budget`
+    /// are answered with an error instead.
     async fn run_tools(
         &self,
         snapshot: &Snapshot,
-        user: &str,
+        (user, door): (&str, Door),
         (message_id, created_at): (i64, String),
         calls: &[store::ToolCall],
         budget: usize,
@@ -233,8 +236,15 @@ impl Agent {
                         "this turn has run its {MAX_TOOL_CALLS_PER_TURN} tool calls"
                     ))),
                     Some((plugin, _)) => {
-                        self.runtime
-                            .call_tool(plugin, user, &call.name, &call.arguments)
+                        self.audit
+                            .call_tool(
+                                &self.runtime,
+                                plugin,
+                                user,
+                                door,
+                                &call.name,
+                                &call.arguments,
+                            )
                             .await
                     }
                     None => Err(CallError::UnknownTool(call.name.clone())),

@@ -269,3 +269,55 @@ pub async fn purge_data(
         serde_json::json!({"plugin": name, "deleted_keys": deleted}),
     ))
 }
+
+#[derive(serde::Deserialize)]
+pub struct AuditQuery {
+    user: Option<String>,
+    plugin: Option<String>,
+    /// RFC 3339: entries at or after it.
+    since: Option<String>,
+    /// The `next_before` of the previous page.
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Entries per page of `GET /admin/audit`, by default and at most.
+const AUDIT_PAGE: i64 = 100;
+const MAX_AUDIT_PAGE: i64 = 1000;
+
+/// `GET /admin/audit?user=&plugin=&since=&before=&limit=`: the audit log of
+/// tool calls, newest first, paged with `next_before`.
+pub async fn audit(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(AUDIT_PAGE);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_AUDIT_PAGE}"
+        )));
+    }
+    if let Some(since) = &query.since
+        && time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+            .is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "since must be an RFC 3339 time, not {since:?}"
+        )));
+    }
+    let filter = crate::store::AuditFilter {
+        user: query.user,
+        plugin: query.plugin,
+        since: query.since,
+        before: query.before,
+    };
+    let mut entries = state.store.tool_calls(&filter, limit + 1).await?;
+    let has_more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    let next_before = has_more.then(|| entries.last().map(|e| e.id)).flatten();
+    Ok(Json(serde_json::json!({
+        "entries": entries,
+        "has_more": has_more,
+        "next_before": next_before,
+    })))
+}

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::auth::AuthUser;
 use super::{ApiError, AppJson, AppState};
 use crate::agent::{AgentEvent, Delivery, ToolCallRecord, Turn, TurnOutcome, TurnRequest};
+use crate::audit::Door;
 
 #[derive(Deserialize)]
 pub struct ChatRequest {
@@ -53,7 +54,10 @@ pub async fn chat(
     };
     // Any reason not to run (a bad message, the limit, an unknown
     // conversation) is answered here, before a stream would start with 200.
-    let turn = state.agent.start(user, request, delivery).await?;
+    let turn = state
+        .agent
+        .start(user, Door::Chat, request, delivery)
+        .await?;
     if wants_stream {
         return Ok(stream(turn).into_response());
     }

@@ -23,6 +23,8 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use crate::audit::Door;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -143,8 +145,15 @@ impl ServerHandler for McpServer {
         let arguments = Value::Object(request.arguments.unwrap_or_default()).to_string();
         let result = match self
             .state
-            .runtime
-            .call_tool(plugin, &user.0, &request.name, &arguments)
+            .audit
+            .call_tool(
+                &self.state.runtime,
+                plugin,
+                &user.0,
+                Door::Mcp,
+                &request.name,
+                &arguments,
+            )
             .await
         {
             Ok(value) => structured(&request.name, value),

@@ -48,6 +48,8 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub agent: Arc<Agent>,
+    /// Every tool call a door makes goes through it.
+    pub audit: Arc<crate::audit::Audit>,
     pub http_metrics: Arc<HttpMetrics>,
     /// Dev mode's secret for this run (no `BETTER_AUTH_SECRET`): the chat
     /// page may ask for a demo token.
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
             put(admin::upload).delete(admin::remove),
         )
         .route("/admin/plugins/{name}/grant", post(admin::grant))
+        .route("/admin/audit", get(admin::audit))
         .route(
             "/admin/plugins/{name}/data",
             axum::routing::delete(admin::purge_data),

@@ -25,6 +25,7 @@ mod runtime;
 mod state;
 pub mod stats;
 
+pub use bindings::ToolError;
 pub use capabilities::tasks::TaskLimits;
 pub use compile::CompileMode;
 pub use engine::{Allocator, AllocatorChoice};

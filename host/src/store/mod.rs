@@ -5,6 +5,7 @@
 //! in the SQL both backends accept (`$n` parameters, `RETURNING`); only the
 //! schema differs, in `migrations/sqlite` and `migrations/postgres`.
 
+mod audit;
 mod conversations;
 mod kv;
 mod messages;
@@ -13,6 +14,7 @@ mod tasks;
 mod tool_owners;
 mod transcript;
 
+pub use audit::AuditFilter;
 pub use conversations::Conversation;
 pub use messages::{NewMessage, Role, StoredMessage, ToolCall};
 pub use sessions::ChatKitSession;
@@ -291,7 +293,7 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
 }
 
 /// Now, as the RFC 3339 UTC text every timestamp column holds.
-fn now() -> String {
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("formatting the current UTC time as RFC 3339 cannot fail")

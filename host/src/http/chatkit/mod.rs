@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::auth::{AuthUser, bearer_token};
 use super::{ApiError, AppBytes, AppState};
 use crate::agent::{Delivery, TurnRequest};
+use crate::audit::Door;
 use crate::store::Conversation;
 use items::ItemId;
 use types::{
@@ -82,7 +83,7 @@ async fn chatkit(
         *params = json!({});
     }
     let request: Request = serde_json::from_value(envelope).map_err(invalid)?;
-    let door = Door {
+    let door = Handler {
         state: &state,
         user: &user,
     };
@@ -129,12 +130,12 @@ async fn chatkit(
 }
 
 /// The ChatKit door for one user's request.
-struct Door<'a> {
+struct Handler<'a> {
     state: &'a AppState,
     user: &'a str,
 }
 
-impl Door<'_> {
+impl Handler<'_> {
     /// The user's conversation behind a thread id; 404 for anything else.
     async fn conversation(&self, thread_id: &str) -> Result<Conversation, ApiError> {
         let not_found = || ApiError::not_found(format!("thread {thread_id} not found"));
@@ -153,7 +154,12 @@ impl Door<'_> {
         let turn = self
             .state
             .agent
-            .start(self.user, request, Delivery::StreamedCancellable)
+            .start(
+                self.user,
+                Door::ChatKit,
+                request,
+                Delivery::StreamedCancellable,
+            )
             .await?;
         Ok(stream::answer(turn, retry).into_response())
     }
