@@ -70,6 +70,9 @@ pub enum PluginsCommand {
         /// The guest SDK crate (plugins/sdk in the wasmgate repository).
         #[arg(long, default_value = "plugins/sdk")]
         sdk: PathBuf,
+        /// Start from a tool that already uses this capability.
+        #[arg(long, value_enum, default_value = "plain")]
+        capability: crate::cli::new_plugin::Template,
     },
     /// Grant a plugin in the directory everything its manifest asks for
     /// (capabilities, hosts, secrets), writing the operator's policy file.

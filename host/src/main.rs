@@ -47,8 +47,13 @@ fn main() -> ExitCode {
             Command::Compile { allocator } => wasmgate::plugins::compile::child_main(&allocator),
             Command::Plugins { command } => match command {
                 PluginsCommand::Check { file } => wasmgate::cli::check::run(&file).await,
-                PluginsCommand::New { name, dir, sdk } => {
-                    let root = wasmgate::cli::new_plugin::run(&name, &dir, &sdk)?;
+                PluginsCommand::New {
+                    name,
+                    dir,
+                    sdk,
+                    capability,
+                } => {
+                    let root = wasmgate::cli::new_plugin::run(&name, &dir, &sdk, capability)?;
                     println!("created {}", root.display());
                     println!(
                         "build it: cd {} && cargo build --release --target wasm32-wasip2",

@@ -21,23 +21,24 @@ fn wasmgate(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn a_new_plugin_builds_and_passes_check_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
+/// `plugins new NAME` (with `extra` arguments) in `dir`, built as the author
+/// would (sharing the project's guest build cache) and laid out as
+/// `dir/NAME.wasm` beside `dir/NAME.toml`; the component's path.
+fn generate_and_build(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let sdk = workspace_root().join("plugins/sdk");
-    let (ok, out, err) = wasmgate(&[
+    let mut args = vec![
         "plugins",
         "new",
-        "pet-names",
+        name,
         "--dir",
-        dir.path().to_str().unwrap(),
+        dir.to_str().unwrap(),
         "--sdk",
         sdk.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = wasmgate(&args);
     assert!(ok, "{out}{err}");
-    let crate_dir = dir.path().join("pet-names");
-
-    // Built as the author would, sharing the project's guest build cache.
+    let crate_dir = dir.join(name);
     let target = workspace_root().join("target/wasm");
     let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
@@ -53,13 +54,22 @@ fn a_new_plugin_builds_and_passes_check_unchanged() {
         .status()
         .unwrap();
     assert!(built.success(), "the generated crate does not build");
-    let wasm = dir.path().join("pet-names.wasm");
-    std::fs::copy(target.join("wasm32-wasip2/release/pet_names.wasm"), &wasm).unwrap();
+    let wasm = dir.join(format!("{name}.wasm"));
+    let artifact = format!("wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+    std::fs::copy(target.join(artifact), &wasm).unwrap();
     std::fs::copy(
         crate_dir.join("plugin.toml"),
-        dir.path().join("pet-names.toml"),
+        dir.join(format!("{name}.toml")),
     )
     .unwrap();
+    wasm
+}
+
+#[test]
+fn a_new_plugin_builds_and_passes_check_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = workspace_root().join("plugins/sdk");
+    let wasm = generate_and_build(dir.path(), "pet-names", &[]);
 
     let (ok, out, err) = wasmgate(&["plugins", "check", wasm.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
@@ -92,6 +102,28 @@ fn a_new_plugin_builds_and_passes_check_unchanged() {
         sdk.to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn a_new_kv_plugin_keeps_a_value_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = generate_and_build(dir.path(), "remember-me", &["--capability", "kv"]);
+    let (ok, out, err) = wasmgate(&["plugins", "check", wasm.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("kv"), "it asks for kv: {out}");
+    // `plugins run` backs kv with memory: one run saves and reads back.
+    let (ok, out, err) = wasmgate(&[
+        "plugins",
+        "run",
+        wasm.to_str().unwrap(),
+        "remember_me",
+        r#"{"value": "the blue door"}"#,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"remembered": "the blue door", "saves": 1})
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `wasmgate plugins new <name>`: a tool crate that builds and passes
-//! `plugins check` as generated, for plugin authors to start from.
+//! `wasmgate plugins new <name> [--capability kv]`: a tool crate that
+//! builds and passes `plugins check` as generated, for plugin authors to
+//! start from; with a capability, the tool already uses it.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +8,21 @@ use anyhow::{Context, bail};
 
 const CARGO_TOML: &str = include_str!("../../templates/tool/Cargo.toml");
 const LIB_RS: &str = include_str!("../../templates/tool/lib.rs");
+const KV_LIB_RS: &str = include_str!("../../templates/tool/kv_lib.rs");
 const PLUGIN_TOML: &str = include_str!("../../templates/tool/plugin.toml");
+
+/// What a generated tool starts out using.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    /// A greeting: no capability but `log`.
+    Plain,
+    /// Remembers a value per user with `kv`.
+    Kv,
+}
 
 /// Writes the crate for plugin `name` into `dir/name`, depending on the
 /// guest SDK at `sdk`.
-pub fn run(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+pub fn run(name: &str, dir: &Path, sdk: &Path, template: Template) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -52,7 +63,14 @@ pub fn run(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
     };
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::write(root.join("Cargo.toml"), fill(CARGO_TOML))?;
-    std::fs::write(root.join("src/lib.rs"), fill(LIB_RS))?;
-    std::fs::write(root.join("plugin.toml"), fill(PLUGIN_TOML))?;
+    let (lib, capabilities) = match template {
+        Template::Plain => (LIB_RS, r#"["log"]"#),
+        Template::Kv => (KV_LIB_RS, r#"["kv"]"#),
+    };
+    std::fs::write(root.join("src/lib.rs"), fill(lib))?;
+    std::fs::write(
+        root.join("plugin.toml"),
+        fill(PLUGIN_TOML).replace("{{capabilities}}", capabilities),
+    )?;
     Ok(root)
 }
