@@ -57,7 +57,7 @@ pub struct AuditEntry {
     /// `failed`, `deadline_exceeded`, `memory_limit`, …).
     pub outcome: String,
     pub duration_us: i64,
-    /// `host:port` of every outbound request the call made.
+    /// `host:port` of every outbound request the call made (`http`).
     pub hosts: Vec<String>,
 }
 
@@ -105,7 +105,9 @@ impl Audit {
         arguments: &str,
     ) -> Result<Value, CallError> {
         let started = Instant::now();
-        let result = runtime.call_tool(plugin, user, tool, arguments).await;
+        let (result, hosts) = runtime
+            .call_tool_reporting(plugin, user, tool, arguments)
+            .await;
         if let Some(queue) = &self.queue {
             let entry = AuditEntry {
                 id: 0,
@@ -119,9 +121,7 @@ impl Audit {
                 arguments: redact(arguments),
                 outcome: outcome(&result).to_string(),
                 duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
-                // No capability reaches the network yet; the field is the
-                // contract for the one that will.
-                hosts: Vec::new(),
+                hosts,
             };
             if queue.try_send(entry).is_err() {
                 tracing::warn!(tool, "the audit queue is full; an entry was dropped");

@@ -12,6 +12,7 @@ mod durability;
 #[path = "../harness.rs"]
 mod harness;
 mod hostile;
+mod http;
 mod kv;
 mod mcp;
 mod mock_openai;

@@ -2,6 +2,7 @@
 //! the plugin's instances (see `guest_call.rs`), the output held to the
 //! manifest's limits.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -10,10 +11,12 @@ use super::bindings::ToolError;
 use super::bindings::tool::TaskToolPre;
 use super::capabilities::Bound;
 use super::capabilities::config::ConfigHost;
+use super::capabilities::http::HttpGate;
 use super::capabilities::kv::KvHost;
 use super::capabilities::tasks::TasksHost;
 use super::error::CallError;
 use super::instances::Instances;
+use super::manifest::Capability;
 use super::runtime::{Plugin, PluginInstances, Runtime};
 use super::state::CallState;
 
@@ -27,8 +30,22 @@ impl Runtime {
         tool: &str,
         arguments: &str,
     ) -> Result<serde_json::Value, CallError> {
+        self.call_tool_reporting(plugin, user, tool, arguments)
+            .await
+            .0
+    }
+
+    /// [`Runtime::call_tool`], and the `host:port` of every outbound
+    /// request the call made (for the audit log).
+    pub async fn call_tool_reporting(
+        &self,
+        plugin: &Plugin,
+        user: &str,
+        tool: &str,
+        arguments: &str,
+    ) -> (Result<serde_json::Value, CallError>, Vec<String>) {
         let PluginInstances::Tool(instances) = &plugin.instances else {
-            return Err(CallError::UnknownTool(tool.to_string()));
+            return (Err(CallError::UnknownTool(tool.to_string())), Vec::new());
         };
         // The contract promises tools a JSON object; hold callers to it here
         // so no plugin has to defend against anything else. (Valid JSON that
@@ -36,9 +53,8 @@ impl Runtime {
         let is_object = arguments.trim_start().starts_with('{')
             && serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok();
         if !is_object {
-            return Err(CallError::Tool(ToolError::InvalidArguments(
-                "arguments must be a JSON object".into(),
-            )));
+            let invalid = ToolError::InvalidArguments("arguments must be a JSON object".into());
+            return (Err(CallError::Tool(invalid)), Vec::new());
         }
         let started = Instant::now();
         let bound = Bound {
@@ -55,7 +71,17 @@ impl Runtime {
                 self.kv.clone(),
             ),
             config: ConfigHost::new(plugin.grant.config.clone()),
+            http: if plugin.manifest.grants(Capability::Http) {
+                HttpGate::new(
+                    self.outbound.clone(),
+                    plugin.name.clone(),
+                    Arc::new(plugin.grant.clone()),
+                )
+            } else {
+                HttpGate::closed()
+            },
         };
+        let contacted = bound.http.report();
         let span = plugin.span("tool", tool);
         let result = run_tool(plugin, instances, bound, tool, arguments)
             .instrument(span)
@@ -65,7 +91,11 @@ impl Runtime {
         // the plugin itself.
         let failed = matches!(result, Err(ref err) if !matches!(err, CallError::Tool(_)));
         plugin.stats.record(started.elapsed(), failed, timeout);
-        result
+        let hosts = contacted
+            .lock()
+            .map(|c| c.hosts.clone())
+            .unwrap_or_default();
+        (result, hosts)
     }
 }
 

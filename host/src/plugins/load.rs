@@ -180,6 +180,12 @@ impl Runtime {
                 TASKS_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Tasks),
                 KV_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Kv),
                 CONFIG_IMPORT if kind == PluginKind::Tool => capabilities.push(Capability::Config),
+                // `types` comes with `outgoing-handler`; either means `http`.
+                _ if kind == PluginKind::Tool && import.starts_with("wasi:http/") => {
+                    if !capabilities.contains(&Capability::Http) {
+                        capabilities.push(Capability::Http);
+                    }
+                }
                 LOG_IMPORT => capabilities.push(Capability::Log),
                 TYPES_IMPORT => {}
                 // WASI is linked for every plugin with nothing granted.
@@ -289,6 +295,7 @@ fn capability_import(capability: Capability) -> &'static str {
         Capability::Tasks => TASKS_IMPORT,
         Capability::Kv => KV_IMPORT,
         Capability::Config => CONFIG_IMPORT,
+        Capability::Http => "wasi:http/outgoing-handler",
     }
 }
 

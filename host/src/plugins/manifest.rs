@@ -86,6 +86,8 @@ pub enum Capability {
     Kv,
     /// `wasmgate:plugin/config`, the operator's settings for the plugin.
     Config,
+    /// `wasi:http/outgoing-handler`, to the hosts the policy grants.
+    Http,
 }
 
 impl Capability {
@@ -95,6 +97,7 @@ impl Capability {
             Capability::Tasks => "tasks",
             Capability::Kv => "kv",
             Capability::Config => "config",
+            Capability::Http => "http",
         }
     }
 }
@@ -172,7 +175,12 @@ impl Manifest {
             return Err("version must not be empty".into());
         }
         // A provider acts for no user: user-bound capabilities mean nothing to it.
-        for capability in [Capability::Tasks, Capability::Kv, Capability::Config] {
+        for capability in [
+            Capability::Tasks,
+            Capability::Kv,
+            Capability::Config,
+            Capability::Http,
+        ] {
             if self.kind == PluginKind::Provider && self.capabilities.contains(&capability) {
                 return Err(format!(
                     "a provider may not be granted the {} capability",

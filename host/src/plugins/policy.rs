@@ -121,6 +121,25 @@ pub struct PluginPolicy {
     /// Settings the plugin reads with `config`: not secrets.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// Headers the host adds to the plugin's `http` requests to a host,
+    /// from a granted secret; the guest never sees their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inject: Vec<Injection>,
+}
+
+/// `header: prefix + secret` on every request to `host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Injection {
+    /// `host:port`, as granted.
+    pub host: String,
+    /// e.g. `authorization`.
+    pub header: String,
+    /// The secret's name, as the manifest asks for it.
+    pub secret: String,
+    /// e.g. `"Bearer "`.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 /// What a plugin was granted: resolved once, when it joins a snapshot.
@@ -135,6 +154,8 @@ pub struct Grant {
     pub kv_quota: KvQuota,
     /// Its `config` settings (empty unless the capability is granted).
     pub config: Arc<BTreeMap<String, String>>,
+    /// Headers added to its `http` requests (hosts and secrets it was granted).
+    pub inject: Vec<Injection>,
 }
 
 impl Grant {
@@ -267,6 +288,23 @@ impl Policy {
             } else {
                 BTreeMap::new()
             }),
+            inject: entry
+                .inject
+                .iter()
+                .filter(|inject| manifest.secrets.contains(&inject.secret))
+                .filter_map(|inject| {
+                    let host = normalize_host(&inject.host).ok()?;
+                    manifest
+                        .hosts
+                        .iter()
+                        .any(|h| normalize_host(h).is_ok_and(|h| h == host))
+                        .then(|| Injection {
+                            host,
+                            header: inject.header.to_ascii_lowercase(),
+                            ..inject.clone()
+                        })
+                })
+                .collect(),
         })
     }
 

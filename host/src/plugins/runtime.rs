@@ -11,6 +11,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings;
 use super::budget::HostBudget;
 use super::cache::ComponentCache;
+use super::capabilities::http::Outbound;
 use super::capabilities::tasks::{TaskLimits, WriteWindows};
 use super::compile::{CompileMode, Compiler};
 use super::engine::{self, Allocator, AllocatorChoice};
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub(super) write_windows: Arc<WriteWindows>,
     /// Where the `kv` capability stores; `None` answers `unavailable`.
     pub(super) kv: Option<Arc<dyn KvRepository>>,
+    /// The client every `http` request goes out through.
+    pub(super) outbound: Arc<Outbound>,
 }
 
 pub struct RuntimeOptions {
@@ -132,6 +135,7 @@ impl Runtime {
             task_limits: Arc::new(options.task_limits),
             write_windows: Default::default(),
             kv: options.kv,
+            outbound: Arc::new(Outbound::new()),
         })
     }
 
@@ -156,6 +160,9 @@ impl Runtime {
         }
         if manifest.grants(Capability::Kv) {
             kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| &mut state.kv)?;
+        }
+        if manifest.grants(Capability::Http) {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         }
         if manifest.grants(Capability::Config) {
             config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut CallState| {

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::capabilities::Bound;
 use super::capabilities::config::ConfigHost;
+use super::capabilities::http::HttpGate;
 use super::capabilities::kv::KvHost;
 use super::capabilities::log::LogHost;
 use super::capabilities::stdio::GuestOutput;
@@ -26,6 +28,8 @@ pub struct CallState {
     pub(super) tasks: TasksHost,
     pub(super) kv: KvHost,
     pub(super) config: ConfigHost,
+    http_ctx: WasiHttpCtx,
+    pub(super) http: HttpGate,
 }
 
 impl CallState {
@@ -50,6 +54,8 @@ impl CallState {
             tasks: bound.tasks,
             kv: bound.kv,
             config: bound.config,
+            http_ctx: WasiHttpCtx::new(),
+            http: bound.http,
         }
     }
 
@@ -59,6 +65,17 @@ impl CallState {
         self.tasks = bound.tasks;
         self.kv = bound.kv;
         self.config = bound.config;
+        self.http = bound.http;
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
     }
 }
 

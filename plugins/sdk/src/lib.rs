@@ -89,6 +89,8 @@ impl From<kv::KvError> for ToolError {
     }
 }
 
+pub mod http;
+
 /// [`kv`] with JSON values: what a plugin stores for the calling user.
 pub mod kv_json {
     use super::{ToolError, kv};

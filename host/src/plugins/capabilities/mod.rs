@@ -4,6 +4,7 @@
 //! [`CallState`]: super::state::CallState
 
 pub mod config;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod stdio;
@@ -17,6 +18,7 @@ pub struct Bound {
     pub tasks: tasks::TasksHost,
     pub kv: kv::KvHost,
     pub config: config::ConfigHost,
+    pub http: http::HttpGate,
 }
 
 impl Bound {
@@ -25,6 +27,7 @@ impl Bound {
             tasks: tasks::TasksHost::nobody(),
             kv: kv::KvHost::nobody(),
             config: config::ConfigHost::default(),
+            http: http::HttpGate::closed(),
         }
     }
 }
