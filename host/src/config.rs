@@ -104,6 +104,10 @@ pub enum PluginsCommand {
         /// A JSON list of task titles to start the in-memory store with.
         #[arg(long)]
         tasks: Option<PathBuf>,
+        /// A `host:port` the tool's `http` requests may reach in this run
+        /// (e.g. a local stub); repeatable. Nothing else is reachable.
+        #[arg(long = "allow-host", value_name = "HOST:PORT")]
+        allow_hosts: Vec<String>,
     },
 }
 

@@ -71,7 +71,17 @@ fn main() -> ExitCode {
                     tool,
                     arguments,
                     tasks,
-                } => wasmgate::cli::run_tool::run(&file, &tool, &arguments, tasks.as_deref()).await,
+                    allow_hosts,
+                } => {
+                    wasmgate::cli::run_tool::run(
+                        &file,
+                        &tool,
+                        &arguments,
+                        tasks.as_deref(),
+                        &allow_hosts,
+                    )
+                    .await
+                }
             },
         }
     });

@@ -283,3 +283,46 @@ async fn a_python_plugin_uses_the_same_contract() {
         "{error}"
     );
 }
+
+#[test]
+fn a_new_http_plugin_reaches_only_the_host_allowed_for_the_run() {
+    // A local stub: one response per connection.
+    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stub.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in stub.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = generate_and_build(dir.path(), "page-size", &["--capability", "http"]);
+    let url = format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#);
+    let allow = format!("127.0.0.1:{port}");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "plugins",
+            "run",
+            wasm.to_str().unwrap(),
+            "page_size",
+            url.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        wasmgate(&args)
+    };
+    let (ok, out, err) = run(&["--allow-host", &allow]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"status": 200, "bytes": 5, "content_type": "text/plain"})
+    );
+    // Without the grant, the same request fails in the guest, clearly.
+    let (ok, out, err) = run(&[]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("not granted"), "{err}");
+}

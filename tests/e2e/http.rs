@@ -228,6 +228,23 @@ async fn http_reaches_only_the_grant_and_never_leaks_the_secret() {
         json!([format!("127.0.0.1:{granted}")]),
         "{entry}"
     );
+
+    // Counted per plugin, host and outcome.
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (host, outcome) in [
+        (format!("127.0.0.1:{granted}"), "ok"),
+        (format!("127.0.0.1:{other}"), "denied"),
+    ] {
+        let line = format!(
+            "wasmgate_plugin_outbound_requests_total{{plugin=\"http-probe\",host=\"{host}\",outcome=\"{outcome}\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]

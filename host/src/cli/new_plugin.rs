@@ -1,4 +1,4 @@
-//! `wasmgate plugins new <name> [--capability kv]`: a tool crate that
+//! `wasmgate plugins new <name> [--capability kv|http]`: a tool crate that
 //! builds and passes `plugins check` as generated, for plugin authors to
 //! start from; with a capability, the tool already uses it.
 
@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 const CARGO_TOML: &str = include_str!("../../templates/tool/Cargo.toml");
 const LIB_RS: &str = include_str!("../../templates/tool/lib.rs");
 const KV_LIB_RS: &str = include_str!("../../templates/tool/kv_lib.rs");
+const HTTP_LIB_RS: &str = include_str!("../../templates/tool/http_lib.rs");
 const PLUGIN_TOML: &str = include_str!("../../templates/tool/plugin.toml");
 
 /// What a generated tool starts out using.
@@ -18,6 +19,8 @@ pub enum Template {
     Plain,
     /// Remembers a value per user with `kv`.
     Kv,
+    /// Fetches a URL with `http`.
+    Http,
 }
 
 /// Writes the crate for plugin `name` into `dir/name`, depending on the
@@ -63,14 +66,21 @@ pub fn run(name: &str, dir: &Path, sdk: &Path, template: Template) -> anyhow::Re
     };
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::write(root.join("Cargo.toml"), fill(CARGO_TOML))?;
-    let (lib, capabilities) = match template {
-        Template::Plain => (LIB_RS, r#"["log"]"#),
-        Template::Kv => (KV_LIB_RS, r#"["kv"]"#),
+    let (lib, capabilities, hosts) = match template {
+        Template::Plain => (LIB_RS, r#"["log"]"#, ""),
+        Template::Kv => (KV_LIB_RS, r#"["kv"]"#, ""),
+        Template::Http => (
+            HTTP_LIB_RS,
+            r#"["http"]"#,
+            "# The hosts its requests need (host:port); the operator grants them.\nhosts = [\"example.com:443\"]\n",
+        ),
     };
     std::fs::write(root.join("src/lib.rs"), fill(lib))?;
     std::fs::write(
         root.join("plugin.toml"),
-        fill(PLUGIN_TOML).replace("{{capabilities}}", capabilities),
+        fill(PLUGIN_TOML)
+            .replace("{{capabilities}}", capabilities)
+            .replace("{{hosts}}\n", hosts),
     )?;
     Ok(root)
 }

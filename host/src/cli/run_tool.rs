@@ -1,8 +1,9 @@
 //! `wasmgate plugins run <file.wasm> <tool> [json]`: the plugin author's test
 //! harness. Runs one tool of a component under its manifest's limits, with
 //! the `tasks` capability backed by an in-memory store (optionally seeded
-//! from a JSON file), `kv` by an in-memory map, and prints the result or the
-//! error.
+//! from a JSON file), `kv` by an in-memory map, `http` reaching only the
+//! hosts given with `--allow-host` (a local stub), and prints the result or
+//! the error.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ pub async fn run(
     tool: &str,
     arguments: &str,
     tasks: Option<&Path>,
+    allow_hosts: &[String],
 ) -> anyhow::Result<()> {
     let fake = Arc::new(MemoryTasks::default());
     if let Some(path) = tasks {
@@ -65,6 +67,13 @@ pub async fn run(
         .map_err(anyhow::Error::msg)?;
         runtime.load(manifest, &wasm).await?
     };
+    // What an operator's policy would grant: here, the hosts named on the
+    // command line, nothing else.
+    let mut plugin = plugin;
+    plugin.grant.hosts = allow_hosts
+        .iter()
+        .map(|host| crate::plugins::manifest::normalize_host(host).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
     let result = runtime.call_tool(&plugin, "dev", tool, arguments).await?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     let after = fake.list("dev", StatusFilter::All).await?;

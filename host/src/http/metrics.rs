@@ -128,6 +128,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         );
     }
 
+    out += "# HELP wasmgate_plugin_outbound_requests_total Requests tools made with the http capability, by host and outcome.\n# TYPE wasmgate_plugin_outbound_requests_total counter\n";
+    for ((plugin, host, outcome), count) in state.runtime.outbound_counts() {
+        let _ = writeln!(
+            out,
+            "wasmgate_plugin_outbound_requests_total{{plugin=\"{}\",host=\"{}\",outcome=\"{outcome}\"}} {count}",
+            escape(&plugin),
+            escape(&host)
+        );
+    }
+
     use std::sync::atomic::Ordering::Relaxed;
     out += "# HELP wasmgate_plugin_reloads_total Reloads of the plugin directory.\n# TYPE wasmgate_plugin_reloads_total counter\n";
     let _ = writeln!(

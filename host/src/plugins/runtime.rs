@@ -139,6 +139,11 @@ impl Runtime {
         })
     }
 
+    /// Outbound `http` requests so far by plugin, host and outcome.
+    pub fn outbound_counts(&self) -> Vec<((String, String, &'static str), u64)> {
+        self.outbound.counts()
+    }
+
     pub fn allocator(&self) -> Allocator {
         self.allocator
     }

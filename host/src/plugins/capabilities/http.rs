@@ -39,6 +39,8 @@ const REDACTED: &str = "[redacted]";
 /// non-public addresses.
 pub struct Outbound {
     client: reqwest::Client,
+    /// Requests by (plugin, `host:port`, outcome), for `/metrics`.
+    counts: Mutex<std::collections::BTreeMap<(String, String, &'static str), u64>>,
 }
 
 impl Outbound {
@@ -49,7 +51,23 @@ impl Outbound {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("the outbound HTTP client builds");
-        Outbound { client }
+        Outbound {
+            client,
+            counts: Mutex::default(),
+        }
+    }
+
+    fn count(&self, plugin: &str, host: &str, outcome: &'static str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts
+            .entry((plugin.to_string(), host.to_string(), outcome))
+            .or_default() += 1;
+    }
+
+    /// Requests so far by plugin, host and outcome (`ok`, `denied`, `failed`).
+    pub fn counts(&self) -> Vec<((String, String, &'static str), u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 
@@ -169,15 +187,23 @@ impl WasiHttpHooks for HttpGate {
                 >,
             > + Send,
     > {
-        let (client, plugin, grant, report) = (
-            self.outbound.as_ref().map(|o| o.client.clone()),
+        let (outbound, plugin, grant, report) = (
+            self.outbound.clone(),
             self.plugin.clone(),
             self.grant.clone(),
             self.report.clone(),
         );
         Box::new(async move {
-            let client = client.ok_or(HttpError::HttpRequestDenied)?;
-            let response = send(client, &plugin, &grant, &report, request, options).await?;
+            let outbound = outbound.ok_or(HttpError::HttpRequestDenied)?;
+            let host = target(request.uri()).unwrap_or_default();
+            let sent = send(&outbound.client, &plugin, &grant, &report, request, options).await;
+            let outcome = match &sent {
+                Ok(_) => "ok",
+                Err(HttpError::HttpRequestDenied | HttpError::DestinationIpProhibited) => "denied",
+                Err(_) => "failed",
+            };
+            outbound.count(&plugin, &host, outcome);
+            let response = sent?;
             Ok((
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
@@ -198,7 +224,7 @@ fn target(uri: &http::Uri) -> Option<String> {
 }
 
 async fn send(
-    client: reqwest::Client,
+    client: &reqwest::Client,
     plugin: &str,
     grant: &Grant,
     report: &Mutex<Contacted>,
