@@ -65,7 +65,7 @@ fn main() {
             .unwrap();
 
         println!(
-            "kv: component path vs direct statement, SQLite, {ROUNDS} rounds of {BATCH} calls\n"
+            "capabilities: component path vs direct, {ROUNDS} rounds of {BATCH} calls (kv on SQLite, http to loopback)\n"
         );
         println!("| operation | direct calls/s | component calls/s | direct / component |");
         println!("|---|---|---|---|");
