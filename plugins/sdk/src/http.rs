@@ -54,10 +54,16 @@ impl From<HttpError> for ToolError {
 
 fn describe(code: ErrorCode) -> HttpError {
     HttpError(match code {
-        ErrorCode::HttpRequestDenied => "the host refused the request: this plugin is not granted that host".into(),
-        ErrorCode::DestinationIpProhibited => "the host refused the request: the name resolves to a non-public address".into(),
+        ErrorCode::HttpRequestDenied => {
+            "the host refused the request: this plugin is not granted that host".into()
+        }
+        ErrorCode::DestinationIpProhibited => {
+            "the host refused the request: the name resolves to a non-public address".into()
+        }
         ErrorCode::HttpResponseBodySize(_) => "the response is larger than the host allows".into(),
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => "the request timed out".into(),
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => {
+            "the request timed out".into()
+        }
         other => format!("the request failed: {other:?}"),
     })
 }
@@ -125,10 +131,18 @@ pub fn request(
         other => Method::Other(other.to_string()),
     };
     let invalid = |what: &str| HttpError(format!("invalid {what} in {url:?}"));
-    outgoing.set_method(&method).map_err(|()| invalid("method"))?;
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
-    outgoing.set_authority(Some(authority)).map_err(|()| invalid("authority"))?;
-    outgoing.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(authority))
+        .map_err(|()| invalid("authority"))?;
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
     let outgoing_body = outgoing.body().map_err(|()| invalid("body"))?;
 
     let future = outgoing_handler::handle(outgoing, None).map_err(describe)?;

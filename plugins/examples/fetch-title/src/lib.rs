@@ -19,7 +19,8 @@ struct Output {
 
 impl Tool for FetchTitle {
     const NAME: &'static str = "fetch_title";
-    const DESCRIPTION: &'static str = "Fetches a web page and returns its title (only from the sites this server allows).";
+    const DESCRIPTION: &'static str =
+        "Fetches a web page and returns its title (only from the sites this server allows).";
     const INPUT_SCHEMA: &'static str = r#"{"type":"object","properties":{"url":{"type":"string","description":"An http(s) URL"}},"required":["url"],"additionalProperties":false}"#;
     type Args = Args;
     type Output = Output;
@@ -46,7 +47,10 @@ fn title(page: &str) -> Option<String> {
     let open = lower.find("<title")?;
     let start = open + lower[open..].find('>')? + 1;
     let end = start + lower[start..].find("</title")?;
-    let text = page[start..end].split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = page[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     (!text.is_empty()).then_some(text)
 }
 

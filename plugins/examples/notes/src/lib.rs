@@ -41,7 +41,8 @@ struct AddArgs {
 
 impl Tool for AddNote {
     const NAME: &'static str = "add_note";
-    const DESCRIPTION: &'static str = "Saves a note for the user (something to remember that is not a task).";
+    const DESCRIPTION: &'static str =
+        "Saves a note for the user (something to remember that is not a task).";
     const INPUT_SCHEMA: &'static str = r#"{"type":"object","properties":{"text":{"type":"string","minLength":1,"description":"The note"}},"required":["text"],"additionalProperties":false}"#;
     type Args = AddArgs;
     type Output = Note;
@@ -74,7 +75,8 @@ struct NoArgs {}
 impl Tool for ListNotes {
     const NAME: &'static str = "list_notes";
     const DESCRIPTION: &'static str = "Lists the user's notes, oldest first.";
-    const INPUT_SCHEMA: &'static str = r#"{"type":"object","properties":{},"additionalProperties":false}"#;
+    const INPUT_SCHEMA: &'static str =
+        r#"{"type":"object","properties":{},"additionalProperties":false}"#;
     type Args = NoArgs;
     type Output = Vec<Note>;
 
@@ -92,7 +94,8 @@ struct DeleteArgs {
 
 impl Tool for DeleteNote {
     const NAME: &'static str = "delete_note";
-    const DESCRIPTION: &'static str = "Deletes one of the user's notes by its id (list the notes to find it).";
+    const DESCRIPTION: &'static str =
+        "Deletes one of the user's notes by its id (list the notes to find it).";
     const INPUT_SCHEMA: &'static str = r#"{"type":"object","properties":{"id":{"type":"integer","minimum":1}},"required":["id"],"additionalProperties":false}"#;
     type Args = DeleteArgs;
     type Output = Note;

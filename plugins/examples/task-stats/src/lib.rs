@@ -38,7 +38,11 @@ impl Tool for TaskStats {
             total,
             completed,
             pending: total - completed,
-            percent_done: if total == 0 { 0 } else { completed * 100 / total },
+            percent_done: if total == 0 {
+                0
+            } else {
+                completed * 100 / total
+            },
             oldest_pending: all.iter().find(|t| !t.completed).map(|t| t.title.clone()),
         };
         log::log(Level::Debug, &format!("summarised {total} tasks"));

@@ -17,7 +17,8 @@ struct KeyArgs {
 impl Tool for Peek {
     const NAME: &'static str = "kv_peek";
     const DESCRIPTION: &'static str = "Reads a key.";
-    const INPUT_SCHEMA: &'static str = r#"{"type":"object","properties":{"key":{"type":"string"}},"required":["key"]}"#;
+    const INPUT_SCHEMA: &'static str =
+        r#"{"type":"object","properties":{"key":{"type":"string"}},"required":["key"]}"#;
     type Args = KeyArgs;
     type Output = Value;
 
@@ -71,7 +72,8 @@ struct PrefixArgs {
 impl Tool for Keys {
     const NAME: &'static str = "kv_keys";
     const DESCRIPTION: &'static str = "Lists keys by prefix.";
-    const INPUT_SCHEMA: &'static str = r#"{"type":"object","properties":{"prefix":{"type":"string"}},"required":["prefix"]}"#;
+    const INPUT_SCHEMA: &'static str =
+        r#"{"type":"object","properties":{"prefix":{"type":"string"}},"required":["prefix"]}"#;
     type Args = PrefixArgs;
     type Output = Vec<String>;
 
