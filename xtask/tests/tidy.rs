@@ -94,7 +94,8 @@ fn citations(text: &str) -> Vec<String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.'));
         // An upper-case stem is a placeholder (`FILE.toml`), not a file.
-        let placeholder = stem.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+        let name = stem.rsplit('/').next().unwrap_or(stem);
+        let placeholder = name.chars().all(|c| c.is_ascii_uppercase() || c == '_');
         if placeholder {
             continue;
         }
