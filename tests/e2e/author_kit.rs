@@ -266,12 +266,15 @@ async fn a_python_plugin_uses_the_same_contract() {
         .await
         .unwrap();
     assert_eq!(all["matches"].as_array().unwrap().len(), 2);
+    // Its kv: the user's recent queries, newest first, per user.
+    assert_eq!(all["recent_queries"], json!(["milk", "MILK"]));
     // Another user sees none of it; bad arguments are a tool error.
     let other = runtime
         .call_tool(&search, "gus", "search_tasks", r#"{"query": "milk"}"#)
         .await
         .unwrap();
     assert_eq!(other["matches"], json!([]));
+    assert_eq!(other["recent_queries"], json!(["milk"]), "gus's own");
     let error = runtime
         .call_tool(&search, "fay", "search_tasks", r#"{"query": ""}"#)
         .await

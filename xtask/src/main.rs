@@ -184,7 +184,8 @@ fn build_python_plugins(root: &Path, out_dir: &Path) -> anyhow::Result<()> {
         let manifest = source.join("plugin.toml");
         let name = manifest_name(&manifest)?;
         let wasm = out_dir.join(format!("{name}.wasm"));
-        let newest_source = newest_mtime(&source)?;
+        // The contract is a source too: a changed WIT changes the bindings.
+        let newest_source = newest_mtime(&source)?.max(newest_mtime(&root.join("wit"))?);
         let up_to_date = std::fs::metadata(&wasm)
             .and_then(|m| m.modified())
             .is_ok_and(|built| built >= newest_source);
