@@ -153,3 +153,41 @@ fn rejects_a_capability_the_manifest_does_not_grant() {
         "imports wasmgate:plugin/tasks@0.1.0 but its manifest does not grant the `tasks` capability",
     );
 }
+
+#[tokio::test]
+async fn the_examples_serve_under_the_policy_they_ship_with() {
+    let examples = crate::support::workspace_root().join("target/example-plugins");
+    let server = crate::support::TestServer::start(&examples).ready().await;
+    let ready: serde_json::Value = reqwest::get(server.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["rejected"], 0, "{ready}");
+    let listed: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .bearer_auth(crate::support::token("alice"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_default();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .map(|tools| tools.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    for tool in [
+        "task_stats",
+        "add_note",
+        "list_notes",
+        "delete_note",
+        "fetch_title",
+        "search_tasks",
+    ] {
+        assert!(names.contains(&tool), "{tool} in {names:?} ({listed})");
+    }
+}

@@ -146,6 +146,10 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
         )?;
     }
     build_python_plugins(root, &examples_out)?;
+    copy(
+        &root.join("plugins/examples/policy.toml"),
+        &examples_out.join("policy.toml"),
+    )?;
     println!("plugins laid out in target/plugins, target/test-plugins and target/example-plugins");
     Ok(())
 }
