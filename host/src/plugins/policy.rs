@@ -40,9 +40,9 @@ pub const POLICY_FILE: &str = "policy.toml";
 #[derive(Debug, Clone)]
 pub struct PolicySource {
     pub path: PathBuf,
-    /// Dev mode (no user auth configured): `log` and `tasks` are granted to
-    /// every plugin, so an author can drop a tool in and try it. Hosts and
-    /// secrets are never granted this way.
+    /// Dev mode (no user auth configured): `log`, `tasks`, `kv` and
+    /// `config` are granted to every plugin, so an author can drop a tool in
+    /// and try it. `http`, hosts and secrets are never granted this way.
     pub dev_mode: bool,
 }
 
