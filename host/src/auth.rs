@@ -40,22 +40,42 @@ pub enum AuthError {
 pub struct AuthConfig {
     /// HS256 shared secret; `None` disables HS256 tokens.
     pub secret: Option<Vec<u8>>,
-    pub jwks_url: Option<String>,
+    pub jwks: Option<JwksSource>,
     pub issuer: Option<String>,
-    pub audience: Option<String>,
+    /// Every token's `aud` must name one of these (when any are given).
+    pub audience: Vec<String>,
+    /// This resource's identifiers (its public URL, and that of `/mcp`):
+    /// a token from the JWKS must name one of them in `aud` (RFC 8707), so
+    /// a token issued for another resource is refused. HS256 tokens, made
+    /// by whoever holds the shared secret for this gateway alone, are held
+    /// to `audience` only.
+    pub resource: Vec<String>,
+}
+
+/// Where the public keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// This JWKS URL.
+    Url(String),
+    /// The `jwks_uri` of this authorization server's metadata (RFC 8414,
+    /// else OpenID Connect discovery), read when keys are first needed.
+    Issuer(String),
 }
 
 pub struct Authenticator {
     hs256: Option<DecodingKey>,
     jwks: Option<Jwks>,
     issuer: Option<String>,
-    audience: Option<String>,
+    audience: Vec<String>,
+    resource: Vec<String>,
 }
 
-/// Keys from a JWKS URL, cached by `kid`, refreshed when a token names a
-/// `kid` the cache lacks.
+/// Keys from a JWKS, cached by `kid`, refreshed when a token names a `kid`
+/// the cache lacks.
 struct Jwks {
-    url: String,
+    source: JwksSource,
+    /// The JWKS URL, once known (discovered for an issuer).
+    url: tokio::sync::OnceCell<String>,
     client: reqwest::Client,
     keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
     /// Serialises refreshes and remembers the last one.
@@ -73,8 +93,9 @@ impl Authenticator {
     pub fn new(config: AuthConfig) -> Authenticator {
         Authenticator {
             hs256: config.secret.as_deref().map(DecodingKey::from_secret),
-            jwks: config.jwks_url.map(|url| Jwks {
-                url,
+            jwks: config.jwks.map(|source| Jwks {
+                source,
+                url: tokio::sync::OnceCell::new(),
                 client: reqwest::Client::builder()
                     .timeout(JWKS_TIMEOUT)
                     .build()
@@ -84,6 +105,7 @@ impl Authenticator {
             }),
             issuer: config.issuer,
             audience: config.audience,
+            resource: config.resource,
         }
     }
 
@@ -120,9 +142,14 @@ impl Authenticator {
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp"]);
-        validation.validate_aud = self.audience.is_some();
-        if let Some(audience) = &self.audience {
-            validation.set_audience(&[audience]);
+        let audience = if !self.audience.is_empty() || algorithm == Algorithm::HS256 {
+            &self.audience
+        } else {
+            &self.resource
+        };
+        validation.validate_aud = !audience.is_empty();
+        if !audience.is_empty() {
+            validation.set_audience(audience);
         }
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
@@ -180,20 +207,58 @@ impl Jwks {
         *last_fetch = Some(Instant::now());
         match self.fetch().await {
             Ok(keys) => {
-                tracing::info!(url = %self.url, keys = keys.len(), "JWKS loaded");
+                tracing::info!(source = ?self.source, keys = keys.len(), "JWKS loaded");
                 *self.keys.write().await = keys;
             }
-            Err(err) => tracing::warn!(url = %self.url, error = %err, "JWKS fetch failed"),
+            Err(err) => tracing::warn!(source = ?self.source, error = %err, "JWKS fetch failed"),
         }
     }
 
+    /// The JWKS URL: given, or discovered from the issuer's metadata.
+    async fn url(&self) -> anyhow::Result<&str> {
+        let url = self
+            .url
+            .get_or_try_init(|| async {
+                match &self.source {
+                    JwksSource::Url(url) => Ok(url.clone()),
+                    JwksSource::Issuer(issuer) => self.discover(issuer).await,
+                }
+            })
+            .await?;
+        Ok(url)
+    }
+
+    async fn discover(&self, issuer: &str) -> anyhow::Result<String> {
+        let base = issuer.trim_end_matches('/');
+        let mut last = None;
+        for well_known in ["oauth-authorization-server", "openid-configuration"] {
+            let url = format!("{base}/.well-known/{well_known}");
+            let metadata = async {
+                let response = self.client.get(&url).send().await?.error_for_status()?;
+                let body = response.bytes().await?;
+                anyhow::ensure!(
+                    body.len() <= JWKS_MAX_BYTES,
+                    "metadata larger than {JWKS_MAX_BYTES} bytes"
+                );
+                Ok(serde_json::from_slice::<Value>(&body)?)
+            };
+            match metadata.await {
+                Ok(metadata) => match metadata["jwks_uri"].as_str() {
+                    Some(jwks) => {
+                        tracing::info!(issuer, jwks, "JWKS discovered");
+                        return Ok(jwks.to_string());
+                    }
+                    None => last = Some(anyhow::anyhow!("{url} names no jwks_uri")),
+                },
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no metadata")))
+    }
+
     async fn fetch(&self) -> anyhow::Result<HashMap<String, (DecodingKey, Algorithm)>> {
-        let response = self
-            .client
-            .get(&self.url)
-            .send()
-            .await?
-            .error_for_status()?;
+        let url = self.url().await?;
+        let response = self.client.get(url).send().await?.error_for_status()?;
         let body = response.bytes().await?;
         anyhow::ensure!(
             body.len() <= JWKS_MAX_BYTES,

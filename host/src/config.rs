@@ -164,9 +164,24 @@ pub struct ServeConfig {
     #[arg(long, env = "WASMGATE_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// Required `aud` claim of user tokens, if set.
+    /// Required `aud` claim of user tokens, if set. (With a public URL and
+    /// no audience, a token must name this resource: the public URL or its
+    /// `/mcp`.)
     #[arg(long, env = "WASMGATE_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+
+    /// This gateway's public URL (e.g. `https://tasks.example.com`): the
+    /// resource OAuth clients get tokens for, named in the protected
+    /// resource metadata and in every 401's `WWW-Authenticate`.
+    #[arg(long, env = "WASMGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The OAuth authorization server that issues user tokens (e.g. Better
+    /// Auth's): listed in the protected resource metadata, required as
+    /// `iss` unless WASMGATE_JWT_ISSUER says otherwise, and, without
+    /// WASMGATE_JWKS_URL, where the JWKS is discovered (RFC 8414 metadata).
+    #[arg(long, env = "WASMGATE_OAUTH_ISSUER")]
+    pub oauth_issuer: Option<String>,
 
     /// The model: `rules` (offline) or `<provider plugin>:<model>`, e.g.
     /// `openai:gpt-4o-mini` (with OPENAI_BASE_URL and OPENAI_API_KEY).
@@ -252,6 +267,14 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The HS256 secret, unless unset or empty (dev mode).
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url
+            .as_deref()
+            .map(|url| url.trim_end_matches('/'))
+            .filter(|url| !url.is_empty())
+    }
+
     pub fn auth_secret(&self) -> Option<&str> {
         self.auth_secret.as_deref().filter(|s| !s.is_empty())
     }

@@ -47,7 +47,9 @@ pub async fn run(
     // Dev mode: no way to verify anyone's token is configured, so a secret
     // made for this run, which the chat page may also use (from this
     // machine only) to sign in as the demo user.
-    let dev_mode = config.auth_secret().is_none() && config.jwks_url.is_none();
+    let dev_mode = config.auth_secret().is_none()
+        && config.jwks_url.is_none()
+        && config.oauth_issuer.is_none();
     let dev_secret = dev_mode.then(|| {
         let secret = auth::random_secret();
         let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600));
@@ -63,9 +65,20 @@ pub async fn run(
     };
     let authenticator = Authenticator::new(AuthConfig {
         secret,
-        jwks_url: config.jwks_url.clone(),
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
+        jwks: config
+            .jwks_url
+            .clone()
+            .map(auth::JwksSource::Url)
+            .or_else(|| config.oauth_issuer.clone().map(auth::JwksSource::Issuer)),
+        issuer: config
+            .jwt_issuer
+            .clone()
+            .or_else(|| config.oauth_issuer.clone()),
+        audience: config.jwt_audience.iter().cloned().collect(),
+        resource: config
+            .public_url()
+            .map(|url| vec![url.to_string(), format!("{url}/mcp")])
+            .unwrap_or_default(),
     });
 
     let runtime = Arc::new(Runtime::new(RuntimeOptions {

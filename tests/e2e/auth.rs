@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::support::{SECRET, TestServer, plugins_dir, token};
 
-const KEY_1: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIDioduHIlXGS8dNb6M2XsnniWMghfrDBE8ZcPSIElaOn\n-----END PRIVATE KEY-----\n";
-const KEY_1_X: &str = "D3HKjFF1KG0NIdM5cMHzScsOFEigiGSX7ogC-VMD66w";
+pub(crate) const KEY_1: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIDioduHIlXGS8dNb6M2XsnniWMghfrDBE8ZcPSIElaOn\n-----END PRIVATE KEY-----\n";
+pub(crate) const KEY_1_X: &str = "D3HKjFF1KG0NIdM5cMHzScsOFEigiGSX7ogC-VMD66w";
 const KEY_2: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIIQqSJ2SIgFU6OT7q8EgHylJcEtZy/1DV4gTperanSXA\n-----END PRIVATE KEY-----\n";
 const KEY_2_X: &str = "Hrj2h2JZSfiPKzprPhuDF0XrMiLplBcVHwXZprSsgKA";
 
@@ -26,7 +26,7 @@ fn hs256(secret: &[u8], claims: Value) -> String {
     .unwrap()
 }
 
-fn eddsa(pem: &str, kid: &str, claims: Value) -> String {
+pub(crate) fn eddsa(pem: &str, kid: &str, claims: Value) -> String {
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(kid.into());
     jsonwebtoken::encode(
@@ -54,7 +54,12 @@ async fn status_of(
     let response = request.send().await.unwrap();
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED {
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer resource_metadata=\"")
+                && challenge.ends_with("/.well-known/oauth-protected-resource\""),
+            "{challenge}"
+        );
     }
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -165,7 +170,7 @@ async fn jwks_server(keys: Arc<Mutex<Value>>) -> String {
     format!("http://{addr}/jwks.json")
 }
 
-fn okp(kid: &str, x: &str) -> Value {
+pub(crate) fn okp(kid: &str, x: &str) -> Value {
     json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": x, "use": "sig", "alg": "EdDSA"})
 }
 

@@ -16,6 +16,7 @@ mod http;
 mod kv;
 mod mcp;
 mod mock_openai;
+mod oauth;
 mod reload;
 mod sandbox;
 mod serve;

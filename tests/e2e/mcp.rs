@@ -181,7 +181,11 @@ async fn mcp_requires_a_token_and_an_allowed_origin() {
 
     let anonymous = post(None, None).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.ends_with("/.well-known/oauth-protected-resource/mcp\""),
+        "{challenge}"
+    );
     let bad = post(None, Some("garbage".into())).await.unwrap();
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
 

@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod mcp;
 mod metrics;
+mod oauth;
 pub mod server;
 mod tasks;
 mod web;
@@ -85,6 +86,14 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(oauth::resource),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(oauth::mcp_resource),
+        )
         .route("/readyz", get(health::readyz))
         .route("/api/{user_id}/chat", post(chat::chat))
         .route("/api/{user_id}/conversations", get(conversations::list))
@@ -106,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            oauth::challenge,
         ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
