@@ -67,8 +67,13 @@ const QUEUE: usize = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Audit {
-    queue: Option<mpsc::Sender<AuditEntry>>,
+    /// Taken at shutdown, so the writer can drain what is queued and end.
+    queue: std::sync::Mutex<Option<mpsc::Sender<AuditEntry>>>,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long shutdown waits for queued entries to be stored.
+const DRAIN_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Where audit entries go, and for how long they are kept.
 pub struct AuditConfig {
@@ -82,16 +87,35 @@ impl Audit {
     /// An audit log writing to `store` in the background.
     pub fn start(store: Store, config: AuditConfig) -> Audit {
         if config.retention_days == 0 {
-            return Audit { queue: None };
+            return Audit::disabled();
         }
         let (queue, entries) = mpsc::channel(QUEUE);
-        tokio::spawn(write(store, entries, config));
-        Audit { queue: Some(queue) }
+        let writer = tokio::spawn(write(store, entries, config));
+        Audit {
+            queue: std::sync::Mutex::new(Some(queue)),
+            writer: tokio::sync::Mutex::new(Some(writer)),
+        }
     }
 
     /// An audit log that records nothing (tests of other layers, tools).
     pub fn disabled() -> Audit {
-        Audit { queue: None }
+        Audit {
+            queue: std::sync::Mutex::new(None),
+            writer: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Stops taking entries and waits (a few seconds at most) until the
+    /// queued ones are stored: a clean shutdown keeps its last calls' entries.
+    pub async fn close(&self) {
+        drop(self.queue.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(writer) = self.writer.lock().await.take()
+            && tokio::time::timeout(DRAIN_AT_SHUTDOWN, writer)
+                .await
+                .is_err()
+        {
+            tracing::warn!("audit entries still queued at shutdown were not stored");
+        }
     }
 
     /// Calls `tool` of `plugin` for `user` and records the call.
@@ -108,7 +132,8 @@ impl Audit {
         let (result, hosts) = runtime
             .call_tool_reporting(plugin, user, tool, arguments)
             .await;
-        if let Some(queue) = &self.queue {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(queue) = queue {
             let entry = AuditEntry {
                 id: 0,
                 at: crate::store::now(),

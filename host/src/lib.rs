@@ -147,9 +147,12 @@ pub async fn run(
         config: Arc::new(config),
     };
     let store = state.store.clone();
+    let audit = state.audit.clone();
     let limits = http::server::ServeLimits::from(&*state.config);
     http::server::serve(listener, http::router(state), limits, shutdown).await;
-    // What is committed is in the WAL; fold it into the database file.
+    // The audit entries still queued, then the WAL folded into the
+    // database file.
+    audit.close().await;
     store.close().await;
     Ok(())
 }
