@@ -162,7 +162,7 @@ async fn an_mcp_client_finds_its_way_from_a_401_to_a_tool_call() {
     assert_ne!(listed.is_error, Some(true), "{listed:?}");
 
     // A token for another resource is refused, and so is one without `aud`.
-    for other in [format!("http://elsewhere.example/mcp"), String::new()] {
+    for other in ["http://elsewhere.example/mcp".to_string(), String::new()] {
         let token = token_for(&other).await;
         let status = client
             .get(server.url("/api/alice/tasks"))
