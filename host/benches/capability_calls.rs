@@ -50,7 +50,7 @@ fn main() {
             .await
             .unwrap();
         let page = start_page().await;
-        probe.grant.hosts = vec![
+        Arc::make_mut(&mut probe.grant).hosts = vec![
             page.trim_start_matches("http://")
                 .split('/')
                 .next()

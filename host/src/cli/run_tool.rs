@@ -70,7 +70,7 @@ pub async fn run(
     // What an operator's policy would grant: here, the hosts named on the
     // command line, nothing else.
     let mut plugin = plugin;
-    plugin.grant.hosts = allow_hosts
+    Arc::make_mut(&mut plugin.grant).hosts = allow_hosts
         .iter()
         .map(|host| crate::plugins::manifest::normalize_host(host).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<_>>()?;

@@ -2,7 +2,6 @@
 //! the plugin's instances (see `guest_call.rs`), the output held to the
 //! manifest's limits.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -75,7 +74,7 @@ impl Runtime {
                 HttpGate::new(
                     self.outbound.clone(),
                     plugin.name.clone(),
-                    Arc::new(plugin.grant.clone()),
+                    plugin.grant.clone(),
                 )
             } else {
                 HttpGate::closed()

@@ -19,7 +19,6 @@ use super::capabilities::Bound;
 use super::error::LoadError;
 use super::instances::Instances;
 use super::manifest::{Capability, Manifest, PluginKind};
-use super::policy::Grant;
 use super::runtime::{Plugin, PluginInstances, Runtime, ToolSpec};
 use super::state::CallState;
 
@@ -117,7 +116,7 @@ impl Runtime {
             loaded_at: SystemTime::now(),
             origin: None,
             source: String::new(),
-            grant: Grant::default(),
+            grant: Arc::default(),
             stats: Default::default(),
             instances,
         };

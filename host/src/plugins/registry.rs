@@ -312,7 +312,7 @@ fn granted(policy: &Result<Policy, String>, plugin: &Plugin) -> Result<Grant, Lo
 
 /// Whether the policy still grants `plugin` exactly what it was given.
 fn still_granted(policy: &Result<Policy, String>, plugin: &Plugin) -> bool {
-    granted(policy, plugin).is_ok_and(|grant| grant == plugin.grant)
+    granted(policy, plugin).is_ok_and(|grant| grant == *plugin.grant)
 }
 
 /// Loads a plugin from its files and gives it what the policy grants.
@@ -332,7 +332,7 @@ async fn load_granted(
             ),
         });
     }
-    plugin.grant = granted(policy, &plugin)?;
+    plugin.grant = Arc::new(granted(policy, &plugin)?);
     log_loaded(&plugin);
     Ok(Arc::new(plugin))
 }

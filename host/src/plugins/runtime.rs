@@ -71,7 +71,7 @@ pub struct Plugin {
     pub(super) source: String,
     /// What the operator's policy grants it (nothing until it joins a
     /// snapshot through the registry).
-    pub grant: Grant,
+    pub grant: Arc<Grant>,
     /// Call figures of this version, for the admin API and `/metrics`.
     pub stats: PluginStats,
     pub(super) name: Arc<str>,
