@@ -133,9 +133,6 @@ mod tests {
     /// for a tool result's call, `size` bytes of text.
     fn stored(role: Role, calls: &[&str], answers: Option<&str>, size: usize) -> StoredMessage {
         StoredMessage {
-            id: 0,
-            role,
-            content: "x".repeat(size),
             tool_calls: calls
                 .iter()
                 .map(|id| ToolCall {
@@ -145,10 +142,7 @@ mod tests {
                 })
                 .collect(),
             tool_call_id: answers.map(str::to_string),
-            tool_name: None,
-            is_error: false,
-            feedback: None,
-            created_at: String::new(),
+            ..StoredMessage::fixture(0, role, &"x".repeat(size))
         }
     }
 

@@ -173,17 +173,7 @@ mod tests {
         calls: &[(&str, Option<Value>)],
     ) -> TranscriptEntry {
         TranscriptEntry {
-            message: StoredMessage {
-                id,
-                role,
-                content: content.into(),
-                tool_calls: Vec::new(),
-                tool_call_id: None,
-                tool_name: None,
-                is_error: false,
-                feedback: None,
-                created_at: format!("t{id}"),
-            },
+            message: StoredMessage::fixture(id, role, content),
             calls: calls
                 .iter()
                 .map(|(id, result)| ToolCallRecord {

@@ -75,6 +75,25 @@ pub struct StoredMessage {
     pub created_at: String,
 }
 
+#[cfg(test)]
+impl StoredMessage {
+    /// A stored message of `role` with `content` and nothing else, for
+    /// tests of the code that reads messages.
+    pub fn fixture(id: i64, role: Role, content: &str) -> StoredMessage {
+        StoredMessage {
+            id,
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            tool_name: None,
+            is_error: false,
+            feedback: None,
+            created_at: format!("t{id}"),
+        }
+    }
+}
+
 /// A message to append.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

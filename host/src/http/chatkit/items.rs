@@ -274,15 +274,8 @@ mod tests {
     fn entry(id: i64, role: Role, content: &str, calls: usize) -> TranscriptEntry {
         TranscriptEntry {
             message: StoredMessage {
-                id,
-                role,
-                content: content.into(),
-                tool_calls: Vec::new(),
-                tool_call_id: None,
-                tool_name: None,
-                is_error: false,
-                feedback: None,
                 created_at: "2026-12-01T12:00:00.123456789Z".into(),
+                ..StoredMessage::fixture(id, role, content)
             },
             calls: (0..calls)
                 .map(|i| ToolCallRecord {

@@ -352,17 +352,7 @@ mod tests {
     }
 
     fn user_message(id: i64) -> StoredMessage {
-        StoredMessage {
-            id,
-            role: Role::User,
-            content: "add milk".into(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            tool_name: None,
-            is_error: false,
-            feedback: None,
-            created_at: "2026-12-01T12:00:00Z".into(),
-        }
+        StoredMessage::fixture(id, Role::User, "add milk")
     }
 
     fn call(id: &str, result: Option<Value>) -> ToolCallRecord {
