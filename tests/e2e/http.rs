@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::mcp::{call, connect};
 use crate::mock_openai::{MockOpenAi, text, tool_calls};
-use crate::support::{TestServer, plugins_dir, test_plugins_dir, token, workspace_root};
+use crate::support::{TestServer, stock_plugin_dir, test_plugins_dir, token, workspace_root};
 
 const SECRET_VALUE: &str = "s3cr3t-probe-value-0123";
 const ADMIN: &str = "admin-token-for-http-tests";
@@ -85,34 +85,7 @@ async fn start_server(other: Option<u16>, seen: Seen) -> u16 {
 /// for the granted server (by address, and by the name `localhost`) and the
 /// grants an operator would write.
 fn plugin_dir(granted: u16) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(plugins_dir()).unwrap().flatten() {
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let examples = workspace_root().join("target/example-plugins");
-    for (from, name) in [
-        (test_plugins_dir(), "http-probe"),
-        (examples, "fetch-title"),
-    ] {
-        std::fs::copy(
-            from.join(format!("{name}.wasm")),
-            dir.path().join(format!("{name}.wasm")),
-        )
-        .unwrap();
-    }
     let hosts = format!(r#"hosts = ["127.0.0.1:{granted}", "localhost:{granted}"]"#);
-    std::fs::write(
-        dir.path().join("http-probe.toml"),
-        format!("name = \"http-probe\"\nversion = \"0.1.0\"\nkind = \"tool\"\ncapabilities = [\"http\"]\n{hosts}\nsecrets = [\"probe_token\"]\n[limits]\ntimeout_ms = 3000\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("fetch-title.toml"),
-        format!("name = \"fetch-title\"\nversion = \"0.1.0\"\nkind = \"tool\"\ncapabilities = [\"http\"]\nhosts = [\"127.0.0.1:{granted}\"]\n"),
-    )
-    .unwrap();
-    let policy = dir.path().join("policy.toml");
-    let stock = std::fs::read_to_string(&policy).unwrap();
     let grants = format!(
         r#"
 [plugins.http-probe]
@@ -126,7 +99,28 @@ capabilities = ["http"]
 hosts = ["127.0.0.1:{granted}"]
 "#
     );
-    std::fs::write(&policy, format!("{stock}\n{grants}")).unwrap();
+    let dir = stock_plugin_dir(&grants);
+    let examples = workspace_root().join("target/example-plugins");
+    for (from, name) in [
+        (test_plugins_dir(), "http-probe"),
+        (examples, "fetch-title"),
+    ] {
+        std::fs::copy(
+            from.join(format!("{name}.wasm")),
+            dir.path().join(format!("{name}.wasm")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("http-probe.toml"),
+        format!("name = \"http-probe\"\nversion = \"0.1.0\"\nkind = \"tool\"\ncapabilities = [\"http\"]\n{hosts}\nsecrets = [\"probe_token\"]\n[limits]\ntimeout_ms = 3000\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fetch-title.toml"),
+        format!("name = \"fetch-title\"\nversion = \"0.1.0\"\nkind = \"tool\"\ncapabilities = [\"http\"]\nhosts = [\"127.0.0.1:{granted}\"]\n"),
+    )
+    .unwrap();
     dir
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::mcp::{call, connect};
 use crate::mock_openai::{MockOpenAi, text, tool_calls};
 use crate::support::{
-    TestDatabase, TestServer, backends, plugins_dir, test_plugins_dir, token, workspace_root,
+    TestDatabase, TestServer, backends, stock_plugin_dir, test_plugins_dir, token, workspace_root,
 };
 
 const ADMIN: &str = "admin-token-for-kv-tests";
@@ -30,10 +30,7 @@ kv = { max_keys = 3, max_bytes = 100 }
 /// A plugin directory: the stock plugins and policy, `notes` and `kv-peek`,
 /// and their grants.
 fn plugin_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(plugins_dir()).unwrap().flatten() {
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    let dir = stock_plugin_dir(POLICY);
     let examples = workspace_root().join("target/example-plugins");
     for (from, name) in [(examples, "notes"), (test_plugins_dir(), "kv-peek")] {
         for ext in ["wasm", "toml"] {
@@ -41,9 +38,6 @@ fn plugin_dir() -> tempfile::TempDir {
             std::fs::copy(from.join(&file), dir.path().join(&file)).unwrap();
         }
     }
-    let policy = dir.path().join("policy.toml");
-    let stock = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(&policy, format!("{stock}\n{POLICY}")).unwrap();
     dir
 }
 

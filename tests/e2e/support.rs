@@ -53,6 +53,19 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
+/// A plugin directory of the stock plugins, with `grants` (policy entries)
+/// added to their policy; a test copies its own plugins in.
+pub fn stock_plugin_dir(grants: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(plugins_dir()).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let policy = dir.path().join("policy.toml");
+    let stock = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{stock}\n{grants}")).unwrap();
+    dir
+}
+
 /// Loads `<dir>/<name>.toml` and its component.
 pub async fn load(runtime: &Runtime, dir: &Path, name: &str) -> Arc<Plugin> {
     let plugin = runtime
