@@ -46,7 +46,17 @@ pub const SECRET: &str = "test-secret-of-sufficient-length-0123456789";
 
 /// A valid token for `user`, signed with [`SECRET`].
 pub fn token(user: &str) -> String {
-    wasmgate::auth::mint(SECRET.as_bytes(), user, Duration::from_secs(600))
+    wasmgate::auth::mint(SECRET.as_bytes(), user, Duration::from_secs(600), None)
+}
+
+/// A valid token for `user` that holds only `scope` (space-separated).
+pub fn scoped_token(user: &str, scope: &str) -> String {
+    wasmgate::auth::mint(
+        SECRET.as_bytes(),
+        user,
+        Duration::from_secs(600),
+        Some(scope),
+    )
 }
 
 /// A fresh, empty database: a SQLite file, or (for `Backend::Postgres`) a new

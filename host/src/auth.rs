@@ -87,6 +87,68 @@ struct Claims {
     sub: Option<Value>,
     user_id: Option<Value>,
     id: Option<Value>,
+    /// OAuth scopes, space-separated (RFC 8693 section 4.2, RFC 9068).
+    scope: Option<String>,
+    /// The same as an array or a string, as some identity providers send it.
+    scp: Option<Value>,
+}
+
+/// Who a verified token speaks for, and what it may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub user: String,
+    pub scopes: Scopes,
+}
+
+/// What a token's scopes allow. A token without a scope claim (an HS256
+/// token from `wasmgate token`, or a provider that issues none) may use
+/// every tool; a token with one may use the tools whose scope it names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Scopes {
+    #[default]
+    Unrestricted,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl Scopes {
+    /// Whether a tool needing `needed` (`None`: the tool names no scope)
+    /// may be used. A tool without a scope is for unrestricted tokens only.
+    pub fn allow(&self, needed: Option<&str>) -> bool {
+        match self {
+            Scopes::Unrestricted => true,
+            Scopes::Only(granted) => needed.is_some_and(|scope| granted.contains(scope)),
+        }
+    }
+
+    /// The scopes as the space-separated text a token's `scope` claim holds.
+    pub fn to_claim(&self) -> Option<String> {
+        match self {
+            Scopes::Unrestricted => None,
+            Scopes::Only(granted) => Some(granted.iter().cloned().collect::<Vec<_>>().join(" ")),
+        }
+    }
+
+    /// Scopes from a `scope` claim's text (`None`: no claim).
+    pub fn from_claim(claim: Option<&str>) -> Scopes {
+        match claim {
+            None => Scopes::Unrestricted,
+            Some(text) => Scopes::Only(text.split_whitespace().map(str::to_string).collect()),
+        }
+    }
+
+    fn from_claims(scope: Option<String>, scp: Option<Value>) -> Scopes {
+        match (scope, scp) {
+            (Some(scope), _) => Scopes::from_claim(Some(&scope)),
+            (None, Some(Value::String(scp))) => Scopes::from_claim(Some(&scp)),
+            (None, Some(Value::Array(scp))) => Scopes::Only(
+                scp.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            (None, _) => Scopes::Unrestricted,
+        }
+    }
 }
 
 impl Authenticator {
@@ -109,8 +171,8 @@ impl Authenticator {
         }
     }
 
-    /// The user a bearer token speaks for.
-    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+    /// The user a bearer token speaks for, and its scopes.
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| AuthError::Invalid(err.to_string()))?;
         let (key, algorithm) = match header.alg {
@@ -160,7 +222,7 @@ impl Authenticator {
                 _ => AuthError::Invalid(err.to_string()),
             })?
             .claims;
-        [claims.sub, claims.user_id, claims.id]
+        let user = [claims.sub, claims.user_id, claims.id]
             .into_iter()
             .flatten()
             .find_map(|value| match value {
@@ -168,7 +230,11 @@ impl Authenticator {
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })
-            .ok_or(AuthError::NoSubject)
+            .ok_or(AuthError::NoSubject)?;
+        Ok(Caller {
+            user,
+            scopes: Scopes::from_claims(claims.scope, claims.scp),
+        })
     }
 }
 
@@ -308,15 +374,19 @@ struct MintedClaims<'a> {
     sub: &'a str,
     iat: u64,
     exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
 }
 
-/// An HS256 token for `user`, valid for `ttl`.
-pub fn mint(secret: &[u8], user: &str, ttl: Duration) -> String {
+/// An HS256 token for `user`, valid for `ttl`, holding `scope` (space-
+/// separated) if given, else unrestricted.
+pub fn mint(secret: &[u8], user: &str, ttl: Duration, scope: Option<&str>) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = MintedClaims {
         sub: user,
         iat: now,
         exp: now + ttl.as_secs(),
+        scope,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

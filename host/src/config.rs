@@ -35,6 +35,10 @@ pub enum Command {
         /// How long the token is valid, in seconds.
         #[arg(long, default_value_t = 24 * 3600)]
         ttl_seconds: u64,
+        /// OAuth scopes, space-separated (e.g. "tasks:read"): the token then
+        /// sees and calls only the tools those scopes allow. Without it, all.
+        #[arg(long)]
+        scope: Option<String>,
     },
     /// Work with plugin components.
     Plugins {
@@ -213,6 +217,12 @@ pub struct ServeConfig {
         default_value = "http://localhost:*,http://127.0.0.1:*"
     )]
     pub allowed_origins: Vec<String>,
+
+    /// Domains the ChatKit widget may load images from in replies
+    /// (comma-separated; each thread's `allowed_image_domains`). Unset
+    /// leaves the widget's own default.
+    #[arg(long, env = "WASMGATE_CHATKIT_IMAGE_DOMAINS", value_delimiter = ',')]
+    pub chatkit_image_domains: Vec<String>,
 
     /// Bearer token for the admin API; the API is disabled when unset.
     #[arg(long, env = "WASMGATE_ADMIN_TOKEN", hide_env_values = true)]

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use agent::{Agent, AgentConfig};
 use auth::{AuthConfig, Authenticator};
@@ -52,7 +53,7 @@ pub async fn run(
         && config.oauth_issuer.is_none();
     let dev_secret = dev_mode.then(|| {
         let secret = auth::random_secret();
-        let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600));
+        let token = auth::mint(&secret, DEV_USER, Duration::from_secs(24 * 3600), None);
         tracing::warn!(
             "dev mode: BETTER_AUTH_SECRET is not set; tokens are signed with a secret made for this run"
         );
@@ -145,9 +146,15 @@ pub async fn run(
         auth: Arc::new(authenticator),
         dev_secret,
         config: Arc::new(config),
+        draining: CancellationToken::new(),
     };
     let store = state.store.clone();
     let audit = state.audit.clone();
+    let draining = state.draining.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.cancel();
+    };
     let limits = http::server::ServeLimits::from(&*state.config);
     http::server::serve(listener, http::router(state), limits, shutdown).await;
     // The audit entries still queued, then the WAL folded into the

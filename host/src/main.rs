@@ -29,6 +29,7 @@ fn main() -> ExitCode {
                 user,
                 secret,
                 ttl_seconds,
+                scope,
             } => {
                 let secret = secret.filter(|s| !s.is_empty()).context(
                     "set BETTER_AUTH_SECRET (or --secret) to the server's secret; \
@@ -39,7 +40,8 @@ fn main() -> ExitCode {
                     wasmgate::auth::mint(
                         secret.as_bytes(),
                         &user,
-                        Duration::from_secs(ttl_seconds)
+                        Duration::from_secs(ttl_seconds),
+                        scope.as_deref(),
                     )
                 );
                 Ok(())

@@ -11,6 +11,11 @@ use async_trait::async_trait;
 /// The authenticated user a request or a plugin call acts for.
 pub type UserId = str;
 
+/// The OAuth scopes of reading and of changing tasks: the REST task routes
+/// need them, and the stock tools declare them in their manifests.
+pub const TASKS_READ: &str = "tasks:read";
+pub const TASKS_WRITE: &str = "tasks:write";
+
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 

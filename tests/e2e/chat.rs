@@ -282,9 +282,11 @@ async fn two_parallel_tool_calls_reach_the_model_with_their_results() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
+    // The host's `ask_user` first, then the plugins' tools.
     assert_eq!(
         tools,
         [
+            "ask_user",
             "add_task",
             "complete_task",
             "delete_task",
@@ -292,7 +294,7 @@ async fn two_parallel_tool_calls_reach_the_model_with_their_results() {
             "update_task"
         ]
     );
-    let add = &first.body["tools"][0]["function"]["parameters"];
+    let add = &first.body["tools"][1]["function"]["parameters"];
     assert_eq!(add["required"], json!(["title"]));
     assert!(add["properties"].get("user_id").is_none());
 
@@ -616,15 +618,29 @@ async fn the_rules_model_asks_which_task_when_several_match() {
         chat.say(None, "Add a task to plan the team meeting").await["conversation_id"].as_i64();
     chat.say(id, "Add a task to send the meeting notes").await;
 
+    // The rules model asks through the host's `ask_user`; the chat API
+    // answers with the question as text, an option per line.
     let asked = chat.say(id, "Delete the meeting task").await;
+    let options = json!([
+        "task 1 \"Plan the team meeting\"",
+        "task 2 \"Send the meeting notes\""
+    ]);
     assert_eq!(
         calls(&asked),
-        [("list_tasks".into(), json!({"status": "all", "limit": 100}))]
+        [
+            ("list_tasks".into(), json!({"status": "all", "limit": 100})),
+            (
+                "ask_user".into(),
+                json!({"question": "Several tasks match \"meeting\". Which one do you mean?",
+                    "options": options})
+            )
+        ]
     );
-    let question = asked["response"].as_str().unwrap();
-    assert!(
-        question.contains("Which one do you mean?") && question.contains("task 2"),
-        "{question}"
+    assert_eq!(
+        asked["response"],
+        "Several tasks match \"meeting\". Which one do you mean?\n\
+         - task 1 \"Plan the team meeting\"\n\
+         - task 2 \"Send the meeting notes\""
     );
 
     let answered = chat.say(id, "2").await;

@@ -200,7 +200,16 @@ async fn mcp_requires_a_token_and_an_allowed_origin() {
     assert_eq!(local.status(), StatusCode::OK);
     let body: Value = local.json().await.unwrap();
     assert_eq!(body["result"]["protocolVersion"], "2025-11-25");
-    assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+    // A stateless server has no session stream to send list changes on
+    // before 2026-07-28, so `initialize` does not promise them.
+    assert!(
+        body["result"]["capabilities"]["tools"].is_object(),
+        "{body}"
+    );
+    assert_eq!(
+        body["result"]["capabilities"]["tools"].get("listChanged"),
+        None
+    );
 
     // Older clients get the version they asked for.
     let mut older = initialize.clone();
@@ -251,4 +260,86 @@ async fn the_official_python_client_works_too() {
     assert_eq!(summary["listed"]["tasks"][0]["title"], "From Python");
     assert_eq!(summary["missing_is_error"], true);
     assert_eq!(summary["missing_text"], "task 987654 not found");
+}
+
+/// The official Python client in its default mode (`server/discover`,
+/// 2026-07-28) subscribes to tool list changes and hears of a reload
+/// within a second; in legacy mode (`initialize`) it is not promised list
+/// changes, which a stateless server could not send on a session stream.
+#[tokio::test]
+async fn a_subscribed_python_client_hears_of_a_reload_within_a_second() {
+    use tokio::io::AsyncBufReadExt;
+    const ADMIN: &str = "admin-token-for-mcp-tests";
+    let dir = crate::support::stock_plugin_dir("");
+    let server = TestServer::start_with(dir.path(), &[("WASMGATE_ADMIN_TOKEN", ADMIN)])
+        .ready()
+        .await;
+    let script = crate::support::workspace_root().join("tests/python/mcp_listen_check.py");
+    let python = crate::support::python_venv("py-mcp-client", "mcp==2.3.0").await;
+    let run = |mode: &str| {
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(server.url("/mcp"))
+            .arg(token("carol"))
+            .arg(mode)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+
+    let legacy = run("legacy").wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&legacy.stdout);
+    assert!(
+        legacy.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&legacy.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_ne!(lines[0]["protocol"], "2026-07-28", "{stdout}");
+    assert_eq!(lines[0]["list_changed"], false, "{stdout}");
+    assert_eq!(lines[1]["listen"], "not supported", "{stdout}");
+
+    let mut modern = run("auto");
+    let mut out = tokio::io::BufReader::new(modern.stdout.take().unwrap()).lines();
+    let mut next_line = async || -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), out.next_line())
+            .await
+            .expect("the client answers in time")
+            .unwrap()
+            .expect("the client printed a line");
+        serde_json::from_str(&line).unwrap()
+    };
+    let hello = next_line().await;
+    assert_eq!(hello["protocol"], "2026-07-28", "{hello}");
+    assert_eq!(hello["list_changed"], true, "{hello}");
+    assert_eq!(hello["tools"].as_array().unwrap().len(), 5, "{hello}");
+    assert_eq!(next_line().await["subscribed"], true);
+
+    // A reload: the admin API removes a plugin, and the registry swaps.
+    let removed = reqwest::Client::new()
+        .delete(server.url("/admin/plugins/delete-task"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(removed.status().is_success(), "{}", removed.status());
+    let swapped = std::time::Instant::now();
+    let event = next_line().await;
+    let heard = swapped.elapsed();
+    assert_eq!(event["event"], "ToolsListChanged", "{event}");
+    assert_eq!(
+        event["tools"],
+        json!(["add_task", "complete_task", "list_tasks", "update_task"])
+    );
+    assert!(
+        heard < std::time::Duration::from_secs(1),
+        "heard after {heard:?}"
+    );
+    let status = modern.wait().await.unwrap();
+    assert!(status.success());
 }

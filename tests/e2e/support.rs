@@ -11,8 +11,8 @@ use wasmgate::plugins::{AllocatorChoice, Plugin, Runtime, RuntimeOptions};
 use wasmgate::store::Store;
 
 pub use crate::harness::{
-    Backend, SECRET, TestDatabase, TestServer, backends, plugins_dir, test_plugins_dir, token,
-    workspace_root,
+    Backend, SECRET, TestDatabase, TestServer, backends, plugins_dir, scoped_token,
+    test_plugins_dir, token, workspace_root,
 };
 
 /// A runtime without a task store (tools-only tests).
@@ -75,12 +75,17 @@ pub async fn load(runtime: &Runtime, dir: &Path, name: &str) -> Arc<Plugin> {
     Arc::new(plugin)
 }
 
+/// Held while an installer runs, so no test sees a half-made install.
+static INSTALLS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The Python of a virtualenv `target/<name>` with `requirement` installed
 /// from PyPI, made on first use (for checks against official SDKs).
 pub async fn python_venv(name: &str, requirement: &str) -> PathBuf {
     let venv = workspace_root().join("target").join(name);
     let requirement = requirement.to_string();
     tokio::task::spawn_blocking(move || {
+        // Two tests asking for one venv at once: the second waits for it.
+        let _made_once = INSTALLS.lock().unwrap_or_else(|poison| poison.into_inner());
         let python = venv.join("bin/python");
         if !python.exists() {
             let made = Command::new("python3")
@@ -99,4 +104,33 @@ pub async fn python_venv(name: &str, requirement: &str) -> PathBuf {
     })
     .await
     .expect("the venv task does not panic")
+}
+
+/// `target/<name>`, an npm prefix with `packages` installed from the npm
+/// registry, made on first use (for checks with official Node tools).
+pub async fn npm_prefix(name: &str, packages: &[&str]) -> PathBuf {
+    let prefix = workspace_root().join("target").join(name);
+    let packages: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let _made_once = INSTALLS.lock().unwrap_or_else(|poison| poison.into_inner());
+        if !prefix.join("node_modules/.package-lock.json").exists() {
+            std::fs::create_dir_all(&prefix).unwrap();
+            let installed = Command::new("npm")
+                .args([
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "--prefix",
+                ])
+                .arg(&prefix)
+                .args(&packages)
+                .status()
+                .expect("npm runs");
+            assert!(installed.success(), "npm install {packages:?}");
+        }
+        prefix
+    })
+    .await
+    .expect("the npm task does not panic")
 }

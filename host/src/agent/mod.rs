@@ -11,6 +11,7 @@
 //! as [`AgentEvent`]s and ends with a [`TurnOutcome`]; each door only maps
 //! those onto its wire format.
 
+pub mod ask;
 mod events;
 mod history;
 mod rate_limit;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::audit::{Audit, Door};
+use crate::auth::Caller;
 use crate::plugins::{Registry, Runtime};
 pub use crate::store::ToolCallRecord;
 use crate::store::{Conversation, NewMessage, Role, Store, StoreError, StoredMessage};
@@ -182,6 +184,9 @@ pub enum AgentEvent {
     },
     /// A tool call finished; the record now has its result.
     ToolResult(ToolCallRecord),
+    /// The turn ends with a question for the person (the host's
+    /// `ask_user`): this stored message, which carries it.
+    Asked(StoredMessage),
 }
 
 /// A finished turn.
@@ -255,11 +260,12 @@ impl Agent {
     /// (unless `delivery` asks for that).
     pub async fn start(
         self: &Arc<Self>,
-        user: &str,
+        caller: &Caller,
         door: Door,
         request: TurnRequest,
         delivery: Delivery,
     ) -> Result<Turn, AgentError> {
+        let user = caller.user.as_str();
         let (conversation, created) = match &request {
             TurnRequest::Message {
                 conversation_id,
@@ -319,7 +325,7 @@ impl Agent {
             Delivery::Whole | Delivery::Streamed => EventSink::new(sender),
         };
         let stream = delivery != Delivery::Whole;
-        let (agent, user, conversation_id) = (self.clone(), user.to_string(), conversation.id);
+        let (agent, caller, conversation_id) = (self.clone(), caller.clone(), conversation.id);
         let running = tokio::spawn(async move {
             if let TurnRequest::Message { content, .. } = request {
                 let user_message = agent
@@ -329,7 +335,7 @@ impl Agent {
                 sink.send(AgentEvent::Started { user_message }).await;
             }
             agent
-                .respond(&user, door, conversation_id, stream, &sink)
+                .respond(&caller, door, conversation_id, stream, &sink)
                 .await
         });
         Ok(Turn {

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::json;
 
+use super::ask::{self, ASK_USER};
 use super::events::EventSink;
 use super::history::{self, provider_call, stored_call};
 use super::reply::Reply;
 use super::{Agent, AgentError, AgentEvent, MAX_TOOL_CALLS_PER_TURN, ToolCallRecord, TurnOutcome};
 use crate::audit::Door;
+use crate::auth::Caller;
 use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role};
-use crate::plugins::{CallError, Plugin, PluginKind, Snapshot, ToolSpec};
+use crate::plugins::{CallError, Plugin, PluginKind, Snapshot, ToolError, ToolSpec};
 use crate::store::{self, NewMessage};
 
 const SYSTEM_PROMPT: &str = "You are the task assistant of wasmgate. You help the user manage their \
@@ -34,7 +36,7 @@ impl Agent {
     /// user's): the turn after its user message is stored, and a retry.
     pub(super) async fn respond(
         &self,
-        user: &str,
+        caller: &Caller,
         door: Door,
         conversation_id: i64,
         stream: bool,
@@ -56,9 +58,30 @@ impl Agent {
             .store
             .recent_messages(conversation_id, self.config.history_messages)
             .await?;
+        // The user message answers the question the last turn ended with.
+        if let [.., asked, said] = stored.as_slice()
+            && said.role == store::Role::User
+            && let Some(question) = asked.question.as_ref().filter(|q| q.answer.is_none())
+        {
+            self.store
+                .answer_question(asked.id, &question.answered_by(&said.content))
+                .await?;
+        }
         let mut history = history::window(SYSTEM_PROMPT, &stored, history::MAX_HISTORY_BYTES);
 
-        let tools = within_budget(snapshot.tools());
+        // The token's scopes choose the plugin tools the model is offered,
+        // and `run_tools` refuses the rest however the model names them.
+        // The host's `ask_user` comes first, so the budget never cuts it.
+        let tools = within_budget(
+            std::iter::once(ask::spec())
+                .chain(
+                    snapshot
+                        .tools()
+                        .into_iter()
+                        .filter(|tool| caller.scopes.allow(tool.scope.as_deref())),
+                )
+                .collect(),
+        );
         let mut records = Vec::new();
         for _ in 0..self.config.max_rounds {
             let request = CompletionRequest {
@@ -107,13 +130,14 @@ impl Agent {
             let results = self
                 .run_tools(
                     &snapshot,
-                    (user, door),
+                    (caller, door),
                     (message_id, created_at),
                     &calls,
                     budget,
                     events,
                 )
                 .await;
+            let asked = results.iter().find_map(ask::asked_by);
             for record in results {
                 let content = record.result.clone().unwrap_or_default().to_string();
                 self.store
@@ -137,6 +161,20 @@ impl Agent {
             }
             if events.is_cancelled() {
                 return Err(self.cancelled(conversation_id).await);
+            }
+            // A question for the person ends the turn; their answer is the next.
+            if let Some(question) = asked {
+                let message = self
+                    .store
+                    .append_message(conversation_id, NewMessage::question(question))
+                    .await?;
+                events.send(AgentEvent::Asked(message.clone())).await;
+                return Ok(TurnOutcome {
+                    conversation_id,
+                    message_id: message.id,
+                    response: message.content,
+                    tool_calls: records,
+                });
             }
         }
 
@@ -206,13 +244,13 @@ impl Agent {
         }
     }
 
-    /// Runs the calls of one round concurrently, each for `user` (and
+    /// Runs the calls of one round concurrently, each for the caller (and
     /// audited as coming through `door`); calls beyond the first `budget`
     /// are answered with an error instead.
     async fn run_tools(
         &self,
         snapshot: &Snapshot,
-        (user, door): (&str, Door),
+        (caller, door): (&Caller, Door),
         (message_id, created_at): (i64, String),
         calls: &[store::ToolCall],
         budget: usize,
@@ -231,16 +269,23 @@ impl Agent {
             .zip(pending)
             .enumerate()
             .map(|(index, (call, pending))| async move {
-                let outcome = match snapshot.tool(&call.name) {
+                let offered = snapshot
+                    .tool(&call.name)
+                    .filter(|(_, spec)| caller.scopes.allow(spec.scope.as_deref()));
+                let outcome = match offered {
                     _ if index >= budget => Err(CallError::Budget(format!(
                         "this turn has run its {MAX_TOOL_CALLS_PER_TURN} tool calls"
                     ))),
+                    // The host's own: the turn ends with the question.
+                    _ if call.name == ASK_USER => ask::question(&pending.arguments)
+                        .map(|_| json!({ "status": "asked" }))
+                        .map_err(|err| CallError::Tool(ToolError::InvalidArguments(err))),
                     Some((plugin, _)) => {
                         self.audit
                             .call_tool(
                                 &self.runtime,
                                 plugin,
-                                user,
+                                &caller.user,
                                 door,
                                 &call.name,
                                 &call.arguments,

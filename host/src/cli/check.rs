@@ -58,6 +58,7 @@ async fn load_without_manifest(runtime: &Runtime, file: &Path) -> Result<Plugin,
         secrets: Vec::new(),
         limits: Default::default(),
         provider: None,
+        tools: Default::default(),
     };
     runtime.load(manifest, &wasm).await
 }

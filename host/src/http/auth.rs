@@ -1,8 +1,10 @@
 //! Authentication at the HTTP edge: the bearer token becomes an [`AuthUser`],
-//! and routes under `/api/{user_id}/…` check that the path names that user.
+//! and routes under `/api/{user_id}/…` check that the path names that user
+//! and, for the task routes, that the token has the scope they need.
 //!
 //! Order of answers (docs/HTTP-API.md, "Authentication"): no or bad token → 401; a valid
-//! token for another user's path → 403; another user's resource → 404.
+//! token for another user's path, or without the scope → 403; another user's
+//! resource → 404.
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -10,16 +12,16 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Caller};
 
-/// The user the request's bearer token speaks for.
-pub struct AuthUser(pub String);
+/// The caller the request's bearer token speaks for.
+pub struct AuthUser(pub Caller);
 
 impl AuthUser {
     /// The user, if `path_user` (the `{user_id}` of the route) is them.
     pub fn owns(&self, path_user: &str) -> Result<&str, ApiError> {
-        if self.0 == path_user {
-            Ok(&self.0)
+        if self.0.user == path_user {
+            Ok(&self.0.user)
         } else {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -27,6 +29,15 @@ impl AuthUser {
                 "the token does not belong to the user in the path",
             ))
         }
+    }
+
+    /// The user, if `path_user` is them and the token may use `scope`.
+    pub fn owns_with(&self, path_user: &str, scope: &str) -> Result<&str, ApiError> {
+        let user = self.owns(path_user)?;
+        if !self.0.scopes.allow(Some(scope)) {
+            return Err(ApiError::insufficient_scope(Some(scope), "this route"));
+        }
+        Ok(user)
     }
 }
 

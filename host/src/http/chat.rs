@@ -38,7 +38,7 @@ pub async fn chat(
     headers: HeaderMap,
     AppJson(request): AppJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let user = auth.owns(&user)?;
+    auth.owns(&user)?;
     let wants_stream = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -56,7 +56,7 @@ pub async fn chat(
     // conversation) is answered here, before a stream would start with 200.
     let turn = state
         .agent
-        .start(user, Door::Chat, request, delivery)
+        .start(&auth.0, Door::Chat, request, delivery)
         .await?;
     if wants_stream {
         return Ok(stream(turn).into_response());
@@ -104,6 +104,8 @@ fn sse_events(conversation_id: i64, event: &AgentEvent) -> Vec<Event> {
             })
             .collect(),
         AgentEvent::ToolResult(record) => vec![sse("tool_result", record_json(record))],
+        // A question reads as the reply's text.
+        AgentEvent::Asked(message) => vec![sse("delta", json!({ "text": message.content }))],
         AgentEvent::ReplyStarted { .. } | AgentEvent::ReplyDone { .. } => Vec::new(),
     }
 }

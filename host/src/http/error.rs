@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// The scope a 403 `insufficient_scope` asks for (RFC 6750 section 3.1).
+    pub scope_needed: Option<String>,
 }
 
 impl ApiError {
@@ -25,6 +27,19 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            scope_needed: None,
+        }
+    }
+
+    /// 403 `insufficient_scope`: the token is good but lacks `scope`.
+    pub fn insufficient_scope(scope: Option<&str>, what: &str) -> Self {
+        let message = match scope {
+            Some(scope) => format!("{what} needs the scope {scope}, which the token lacks"),
+            None => format!("{what} is for tokens without scope restrictions"),
+        };
+        ApiError {
+            scope_needed: scope.map(str::to_string),
+            ..ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", message)
         }
     }
 
@@ -81,11 +96,19 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        // `http::oauth::challenge` adds where the metadata is.
+        let challenge = match (self.status, self.code) {
+            (StatusCode::UNAUTHORIZED, _) => Some("Bearer".to_string()),
+            (StatusCode::FORBIDDEN, "insufficient_scope") => Some(match &self.scope_needed {
+                Some(scope) => format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+                None => "Bearer error=\"insufficient_scope\"".to_string(),
+            }),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, value);
         }
         response
     }

@@ -1,45 +1,59 @@
-//! `/mcp`: the plugin tools over MCP Streamable HTTP (MCP spec 2025-11-25,
-//! `basic/transports` and `server/tools`), for any MCP client (docs/MCP.md).
+//! `/mcp`: the plugin tools over MCP Streamable HTTP (`basic/transports`
+//! and `server/tools`), for any MCP client (docs/MCP.md).
 //!
 //! rmcp's transport does the protocol: stateless, JSON responses, version
-//! negotiation (2025-11-25 and the older versions clients still send),
-//! Host and Origin checks. This module adds what is ours: the bearer token
-//! (401 with `WWW-Authenticate` before rmcp sees the request), and tools
-//! listed from and called on the current registry snapshot, for the token's
-//! user. Without a standing stream there is no one to tell that the tool
-//! list changed; clients see a reload at their next `tools/list`.
+//! negotiation (2026-07-28 and the older versions clients still send),
+//! Host and Origin checks. This module adds what is ours:
+//! - the bearer token, checked before rmcp sees the request (401 with
+//!   `WWW-Authenticate`), and its scopes: a token lists and calls only the
+//!   tools its scopes allow, and a `tools/call` of another is a 403
+//!   `insufficient_scope`;
+//! - tools listed from and called on the current registry snapshot, for
+//!   the token's user;
+//! - `subscriptions/listen` (2026-07-28), which tells a client when a reload
+//!   changed the tools. Older versions would need a session's standing
+//!   stream for that, which a stateless server has not, so they are not
+//!   told `listChanged` and see a reload at their next `tools/list`.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, DiscoverResult,
+    Implementation, InitializeRequestParams, InitializeResult, JsonObject, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-
-use crate::audit::Door;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::auth::AuthUser;
+use super::{ApiError, AppState};
+use crate::audit::Door;
+use crate::auth::{Caller, Scopes};
 
-/// The authenticated user, put in the request's extensions by [`require_user`].
+/// How long a `server/discover` answer stays true: the capabilities are
+/// fixed for the life of the process.
+const DISCOVER_TTL_MS: u64 = 3_600_000;
+
+/// The authenticated caller, put in the request's extensions by [`require_user`].
 #[derive(Clone)]
-struct McpUser(String);
+struct McpUser(Caller);
 
 /// The `/mcp` route: authentication in front of rmcp's service.
 pub fn routes(state: AppState) -> Router<AppState> {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
-        .with_sse_keep_alive(None)
+        // Comments on a `subscriptions/listen` stream keep idle proxies from
+        // closing it; plain requests answer in JSON and never see one.
+        .with_sse_keep_alive(Some(std::time::Duration::from_secs(15)))
         .with_allowed_origins(state.config.allowed_origins.clone())
         .with_max_request_body_bytes(state.config.max_body_bytes);
     // A non-loopback listener is reached by name; Host checks (DNS-rebinding
@@ -64,19 +78,63 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state, require_user))
 }
 
+/// Authenticates the request, and answers a `tools/call` of a tool the
+/// token's scopes do not allow with HTTP 403 `insufficient_scope` (as the
+/// MCP authorization spec asks, so a client can step up its token).
 async fn require_user(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    match <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+    let caller = match <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(
         &mut parts, &state,
     )
     .await
     {
-        Ok(AuthUser(user)) => {
-            parts.extensions.insert(McpUser(user));
-            next.run(Request::from_parts(parts, body)).await
+        Ok(AuthUser(caller)) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let body = match caller.scopes {
+        Scopes::Unrestricted => body,
+        Scopes::Only(_) => {
+            let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the body is over {} bytes", state.config.max_body_bytes),
+                    )
+                    .into_response();
+                }
+            };
+            if let Some(tool) = called_tool(&bytes)
+                && let Some((_, spec)) = state.registry.snapshot().tool(&tool)
+                && !caller.scopes.allow(spec.scope.as_deref())
+            {
+                return ApiError::insufficient_scope(
+                    spec.scope.as_deref(),
+                    &format!("the tool {tool}"),
+                )
+                .into_response();
+            }
+            axum::body::Body::from(bytes)
         }
-        Err(error) => error.into_response(),
+    };
+    parts.extensions.insert(McpUser(caller));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The tool a JSON-RPC `tools/call` request names, if the body is one.
+fn called_tool(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        method: String,
+        params: Option<Params>,
     }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        name: String,
+    }
+    let message: Message = serde_json::from_slice(body).ok()?;
+    (message.method == "tools/call").then_some(message.params?.name)
 }
 
 #[derive(Clone)]
@@ -98,15 +156,67 @@ impl ServerHandler for McpServer {
         )
     }
 
+    /// The `initialize` handshake belongs to the versions before
+    /// 2026-07-28, which send list changes on a session's standing stream.
+    /// This server keeps no sessions, so it does not promise them there.
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        if let Some(tools) = result.capabilities.tools.as_mut() {
+            tools.list_changed = None;
+        }
+        Ok(result)
+    }
+
+    /// The capabilities are this build's: fresh for as long as it runs.
+    async fn discover(&self, _: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        )
+        .with_ttl_ms(DISCOVER_TTL_MS))
+    }
+
+    /// `subscriptions/listen` (2026-07-28): tool list changes only.
+    fn accepted_subscription_filter(&self, _: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    /// Sends `notifications/tools/list_changed` on every registry swap that
+    /// changes the tools, until the client goes or the server shuts down.
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.state.registry.tools_changed();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err()
+                        || subscription.sink().notify_tool_list_changed().await.is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                () = subscription.cancelled() => return Ok(()),
+                () = self.state.draining.cancelled() => return Ok(()),
+            }
+        }
+    }
+
     async fn list_tools(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let caller = caller(&context)?;
         let snapshot = self.state.registry.snapshot();
         let tools = snapshot
             .tools()
             .into_iter()
+            .filter(|tool| caller.scopes.allow(tool.scope.as_deref()))
             .map(|tool| {
                 let schema = match &tool.input_schema {
                     Value::Object(schema) => schema.clone(),
@@ -119,7 +229,11 @@ impl ServerHandler for McpServer {
                 )
             })
             .collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        // An operator may reload at any moment: the list is fresh only
+        // until then, so a client should revalidate (or subscribe).
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.ttl_ms = Some(0);
+        Ok(result)
     }
 
     async fn call_tool(
@@ -127,16 +241,14 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let user = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<McpUser>())
-            .cloned()
-            .ok_or_else(|| {
-                ErrorData::internal_error("no authenticated user on the request", None)
-            })?;
+        let caller = caller(&context)?;
         let snapshot = self.state.registry.snapshot();
-        let Some((plugin, _)) = snapshot.tool(&request.name) else {
+        // A tool the scopes do not allow is unknown here (the middleware
+        // answered 403 for it when the request came in).
+        let offered = snapshot
+            .tool(&request.name)
+            .filter(|(_, spec)| caller.scopes.allow(spec.scope.as_deref()));
+        let Some((plugin, _)) = offered else {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool: {}", request.name),
                 None,
@@ -149,7 +261,7 @@ impl ServerHandler for McpServer {
             .call_tool(
                 &self.state.runtime,
                 plugin,
-                &user.0,
+                &caller.user,
                 Door::Mcp,
                 &request.name,
                 &arguments,
@@ -161,6 +273,16 @@ impl ServerHandler for McpServer {
         };
         Ok(result.into())
     }
+}
+
+/// The caller [`require_user`] authenticated.
+fn caller(context: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<McpUser>())
+        .map(|user| user.0.clone())
+        .ok_or_else(|| ErrorData::internal_error("no authenticated user on the request", None))
 }
 
 /// A tool result as MCP wants it: the JSON text for older clients, and a

@@ -56,6 +56,9 @@ pub struct AppState {
     /// page may ask for a demo token.
     pub dev_secret: Option<Arc<Vec<u8>>>,
     pub config: Arc<ServeConfig>,
+    /// Cancelled when shutdown begins, so streams that would run forever
+    /// (MCP subscriptions) end and let their connections close.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {

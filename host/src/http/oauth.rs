@@ -11,6 +11,8 @@
 //! in `aud`), else the URL the request came to. The authorization server
 //! is `WASMGATE_OAUTH_ISSUER`.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,10 +21,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::tasks::{TASKS_READ, TASKS_WRITE};
 
 const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
-/// The scopes tools are grouped under.
-const SCOPES: [&str; 2] = ["tasks:read", "tasks:write"];
 
 /// This gateway's base URL: configured, or as the client reached it.
 fn base(state: &AppState, headers: &HeaderMap) -> String {
@@ -36,12 +37,24 @@ fn base(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// The scopes a token can usefully hold: those of the task routes and of
+/// the tools serving now.
+fn scopes(state: &AppState) -> BTreeSet<String> {
+    let snapshot = state.registry.snapshot();
+    snapshot
+        .tools()
+        .into_iter()
+        .filter_map(|tool| tool.scope.clone())
+        .chain([TASKS_READ.to_string(), TASKS_WRITE.to_string()])
+        .collect()
+}
+
 fn metadata(state: &AppState, headers: &HeaderMap, resource_path: &str) -> Value {
     let base = base(state, headers);
     json!({
         "resource": format!("{base}{resource_path}"),
         "authorization_servers": state.config.oauth_issuer.iter().collect::<Vec<_>>(),
-        "scopes_supported": SCOPES,
+        "scopes_supported": scopes(state),
         "bearer_methods_supported": ["header"],
         "resource_name": "wasmgate",
     })
@@ -57,14 +70,24 @@ pub async fn mcp_resource(State(state): State<AppState>, headers: HeaderMap) -> 
     Json(metadata(&state, &headers, "/mcp"))
 }
 
-/// Points every 401 at the metadata of the resource the request was for.
+/// Points every 401, and every 403 for a missing scope, at the metadata of
+/// the resource the request was for.
 pub async fn challenge(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let for_mcp = request.uri().path().starts_with("/mcp");
     let base = base(&state, request.headers());
     let mut response = next.run(request).await;
-    if response.status() == StatusCode::UNAUTHORIZED {
+    let insufficient_scope = response.status() == StatusCode::FORBIDDEN
+        && response.headers().contains_key(header::WWW_AUTHENTICATE);
+    if response.status() == StatusCode::UNAUTHORIZED || insufficient_scope {
         let suffix = if for_mcp { "/mcp" } else { "" };
-        let value = format!("Bearer resource_metadata=\"{base}{METADATA_PATH}{suffix}\"");
+        let metadata = format!("resource_metadata=\"{base}{METADATA_PATH}{suffix}\"");
+        // Keep the error and scope parameters of an `insufficient_scope` challenge.
+        let value = match response.headers().get(header::WWW_AUTHENTICATE) {
+            Some(existing) if insufficient_scope => {
+                format!("{}, {metadata}", existing.to_str().unwrap_or("Bearer"))
+            }
+            _ => format!("Bearer {metadata}"),
+        };
         if let Ok(value) = HeaderValue::from_str(&value) {
             response
                 .headers_mut()

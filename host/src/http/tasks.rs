@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::AuthUser;
 use super::{ApiError, AppJson, AppState};
 use crate::tasks::{NewTask, StatusFilter, Task, TaskError, TaskPatch, TaskRepository};
+use crate::tasks::{TASKS_READ, TASKS_WRITE};
 
 /// A task on the wire.
 #[derive(Serialize)]
@@ -76,7 +77,7 @@ pub async fn list(
     Path(user): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<TaskBody>>, ApiError> {
-    let user = auth.owns(&user)?;
+    let user = auth.owns_with(&user, TASKS_READ)?;
     let filter = match query.status.as_deref() {
         None => StatusFilter::All,
         Some(text) => StatusFilter::parse(text).ok_or_else(|| {
@@ -93,7 +94,7 @@ pub async fn create(
     Path(user): Path<String>,
     AppJson(body): AppJson<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = auth.owns(&user)?;
+    let user = auth.owns_with(&user, TASKS_WRITE)?;
     let new = NewTask {
         title: body.title,
         description: body.description,
@@ -107,7 +108,7 @@ pub async fn get(
     auth: AuthUser,
     Path((user, id)): Path<(String, String)>,
 ) -> Result<Json<TaskBody>, ApiError> {
-    let user = auth.owns(&user)?;
+    let user = auth.owns_with(&user, TASKS_READ)?;
     Ok(Json(state.store.get(user, task_id(&id)?).await?.into()))
 }
 
@@ -117,7 +118,7 @@ pub async fn update(
     Path((user, id)): Path<(String, String)>,
     AppJson(body): AppJson<UpdateBody>,
 ) -> Result<Json<TaskBody>, ApiError> {
-    let user = auth.owns(&user)?;
+    let user = auth.owns_with(&user, TASKS_WRITE)?;
     let patch = TaskPatch {
         title: body.title,
         description: body.description,
@@ -133,7 +134,7 @@ pub async fn delete(
     auth: AuthUser,
     Path((user, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let user = auth.owns(&user)?;
+    let user = auth.owns_with(&user, TASKS_WRITE)?;
     state.store.delete(user, task_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -144,7 +145,7 @@ pub async fn toggle_complete(
     auth: AuthUser,
     Path((user, id)): Path<(String, String)>,
 ) -> Result<Json<TaskBody>, ApiError> {
-    let user = auth.owns(&user)?;
+    let user = auth.owns_with(&user, TASKS_WRITE)?;
     let id = task_id(&id)?;
     let task = state.store.get(user, id).await?;
     let patch = TaskPatch {

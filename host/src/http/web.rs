@@ -92,6 +92,11 @@ async fn dev_token(
     if !peer.ip().is_loopback() || !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
         return Err(off());
     }
-    let token = crate::auth::mint(secret, DEV_USER, std::time::Duration::from_secs(24 * 3600));
+    let token = crate::auth::mint(
+        secret,
+        DEV_USER,
+        std::time::Duration::from_secs(24 * 3600),
+        None,
+    );
     Ok(Json(json!({"user": DEV_USER, "token": token})))
 }

@@ -29,6 +29,8 @@ pub const MAX_TOOLS_PER_PLUGIN: usize = 32;
 pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
 pub const MAX_SCHEMA_BYTES: usize = 16 * 1024;
 pub const MAX_SPECS_BYTES: usize = 64 * 1024;
+/// The host's own tool (`agent::ask`): no plugin may offer one by its name.
+pub const ASK_USER: &str = "ask_user";
 
 /// What a component is, read from its type alone.
 #[derive(Debug)]
@@ -122,6 +124,19 @@ impl Runtime {
         };
         if let PluginInstances::Tool(instances) = &plugin.instances {
             plugin.tools = self.list_tools(instances).await?;
+        }
+        // The manifest may describe only tools the component offers.
+        if let Some(unknown) = plugin
+            .manifest
+            .tools
+            .keys()
+            .find(|name| !plugin.tools.iter().any(|tool| &tool.name == *name))
+        {
+            return Err(LoadError::InvalidToolSpec {
+                tool: unknown.clone(),
+                message: "the manifest's [tools] names it, but the component does not offer it"
+                    .into(),
+            });
         }
         if fresh {
             self.cache.store(&plugin.sha256, &component);
@@ -260,6 +275,9 @@ fn check_tool_spec(
             "names are 1-64 characters of a-z, 0-9 and '_', starting with a letter",
         ));
     }
+    if spec.name == ASK_USER {
+        return Err(invalid("the name is the host's own tool's"));
+    }
     if spec.description.trim().is_empty() {
         return Err(invalid("the description is empty"));
     }
@@ -285,6 +303,7 @@ fn check_tool_spec(
         name: spec.name,
         description: spec.description,
         input_schema: schema,
+        scope: None,
     })
 }
 

@@ -4,6 +4,7 @@
 //! Parsing is strict on purpose (unknown keys and unknown capabilities fail
 //! the load): a typo in a grant or a limit must not silently become a default.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -35,6 +36,19 @@ pub struct Manifest {
     /// Where a provider's HTTP requests go; absent for providers that need
     /// no network (like `rules`).
     pub provider: Option<ProviderEndpoint>,
+    /// What the author says about each tool, by tool name.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolManifest>,
+}
+
+/// `[tools.<name>]`: one tool as its author describes it to the operator.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolManifest {
+    /// The OAuth scope a token needs to see and call it (e.g. `tasks:read`);
+    /// the policy's `scopes` may change it. A tool without one serves only
+    /// tokens without scope restrictions.
+    pub scope: Option<String>,
 }
 
 /// Where a provider plugin's requests go, and which of its secrets the host
@@ -203,6 +217,14 @@ impl Manifest {
                 ));
             }
         }
+        if self.kind == PluginKind::Provider && !self.tools.is_empty() {
+            return Err("a provider has no tools to describe in [tools]".into());
+        }
+        for (tool, described) in &self.tools {
+            if let Some(scope) = &described.scope {
+                check_scope(scope).map_err(|err| format!("tools.{tool}.scope: {err}"))?;
+            }
+        }
         if let Some(endpoint) = &self.provider {
             if self.kind != PluginKind::Provider {
                 return Err("only a provider may have a [provider] section".into());
@@ -262,6 +284,23 @@ impl Manifest {
 
 /// A base URL requests may be joined to: http(s), a host, no credentials,
 /// query or fragment.
+/// An OAuth scope token (RFC 6749 section 3.3: printable ASCII without
+/// space, `"` or `\\`), at most 64 bytes.
+pub fn check_scope(scope: &str) -> Result<(), String> {
+    let ok = !scope.is_empty()
+        && scope.len() <= 64
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{scope:?} is not a scope: 1-64 printable ASCII characters, no space, quote or backslash"
+        ))
+    }
+}
+
 pub fn check_base_url(text: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(text.trim()).map_err(|err| format!("{text:?}: {err}"))?;
     if !matches!(url.scheme(), "http" | "https")

@@ -30,7 +30,7 @@ pub use capabilities::tasks::TaskLimits;
 pub use compile::CompileMode;
 pub use engine::{Allocator, AllocatorChoice};
 pub use error::{CallError, LoadError};
-pub use load::{Inspection, PluginFiles, sha256_hex};
+pub use load::{ASK_USER, Inspection, PluginFiles, sha256_hex};
 pub use manifest::{Capability, Manifest, PluginKind, ProviderEndpoint};
 pub use policy::{Denied, Grant, Policy, PolicySource};
 pub use registry::{PluginSource, Registry, Snapshot, ToolOwners};

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{Capability, Manifest, normalize_host};
+use super::manifest::{Capability, Manifest, check_scope, normalize_host};
 use crate::kv::KvQuota;
 
 /// The file name of the policy when it sits in the plugin directory (its
@@ -125,6 +125,10 @@ pub struct PluginPolicy {
     /// from a granted secret; the guest never sees their values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inject: Vec<Injection>,
+    /// Tool name → the OAuth scope a token needs to use it, in place of
+    /// the scope the manifest declares.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, String>,
 }
 
 /// `header: prefix + secret` on every request to `host`.
@@ -156,6 +160,8 @@ pub struct Grant {
     pub config: Arc<BTreeMap<String, String>>,
     /// Headers added to its `http` requests (hosts and secrets it was granted).
     pub inject: Vec<Injection>,
+    /// Tool name → the scope a token needs to use it.
+    pub scopes: BTreeMap<String, String>,
 }
 
 impl Grant {
@@ -216,6 +222,9 @@ impl Policy {
         for (name, entry) in &policy.plugins {
             for host in &entry.hosts {
                 normalize_host(host).map_err(|err| format!("plugins.{name}.hosts: {err}"))?;
+            }
+            for (tool, scope) in &entry.scopes {
+                check_scope(scope).map_err(|err| format!("plugins.{name}.scopes.{tool}: {err}"))?;
             }
         }
         Ok(policy)
@@ -304,6 +313,12 @@ impl Policy {
                             ..inject.clone()
                         })
                 })
+                .collect(),
+            scopes: manifest
+                .tools
+                .iter()
+                .filter_map(|(tool, described)| Some((tool.clone(), described.scope.clone()?)))
+                .chain(entry.scopes.clone())
                 .collect(),
         })
     }

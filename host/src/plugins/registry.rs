@@ -3,7 +3,9 @@
 //! The loaded set is an immutable [`Snapshot`] behind an atomic pointer. A
 //! request takes the snapshot once and finishes on it, however long it
 //! runs; a reload builds the next snapshot off to the side and swaps it in.
-//! Readers never lock and never see a half-built set.
+//! Readers never lock and never see a half-built set. Whoever needs to
+//! know that the tools changed (MCP's `toolsListChanged`) watches
+//! [`Registry::tools_changed`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ pub struct Registry {
     current: ArcSwap<Snapshot>,
     /// Whether a snapshot was loaded (start-up loads in the background).
     loaded: AtomicBool,
+    /// Counts the swaps that changed what tools are offered.
+    tools_generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// One consistent set of loaded plugins.
@@ -40,6 +44,7 @@ impl Registry {
         Registry {
             current: ArcSwap::from_pointee(snapshot),
             loaded: AtomicBool::new(true),
+            tools_generation: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -48,6 +53,7 @@ impl Registry {
         Registry {
             current: ArcSwap::from_pointee(Snapshot::default()),
             loaded: AtomicBool::new(false),
+            tools_generation: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -63,8 +69,19 @@ impl Registry {
 
     /// Makes `next` the serving set. In-flight calls finish on the old one.
     pub fn replace(&self, next: Snapshot) {
+        let tools_changed = self.current.load().tools() != next.tools();
         self.current.store(Arc::new(next));
         self.loaded.store(true, Ordering::Release);
+        if tools_changed {
+            self.tools_generation
+                .send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Wakes on every swap that changes the tools offered (a tool added,
+    /// removed, or described or scoped anew).
+    pub fn tools_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tools_generation.subscribe()
     }
 }
 
@@ -333,6 +350,9 @@ async fn load_granted(
         });
     }
     plugin.grant = Arc::new(granted(policy, &plugin)?);
+    for tool in &mut plugin.tools {
+        tool.scope = plugin.grant.scopes.get(&tool.name).cloned();
+    }
     log_loaded(&plugin);
     Ok(Arc::new(plugin))
 }

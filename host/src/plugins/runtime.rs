@@ -87,6 +87,10 @@ pub struct ToolSpec {
     pub input_schema: serde_json::Value,
     /// Its size as the plugin wrote it (bounded at load; turns budget it).
     pub input_schema_bytes: usize,
+    /// The OAuth scope a token needs to see and call it, as granted (the
+    /// manifest's, or the policy's instead); `None` serves only tokens
+    /// without scope restrictions.
+    pub scope: Option<String>,
 }
 
 /// The pre-instantiated component (imports resolved and type-checked once,

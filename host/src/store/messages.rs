@@ -59,6 +59,57 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// A question an assistant message puts to the person, with the answers
+/// to choose from and, once they replied, their answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub question: String,
+    pub options: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub skipped: bool,
+}
+
+/// The user message that stands for a skipped question.
+pub const SKIPPED: &str = "(I skipped the question.)";
+
+impl Question {
+    /// The question as plain text, an option per line: the message's content.
+    pub fn text(&self) -> String {
+        let mut text = self.question.clone();
+        for option in &self.options {
+            text.push_str("\n- ");
+            text.push_str(option);
+        }
+        text
+    }
+
+    /// The question answered by the user message `reply`.
+    pub fn answered_by(&self, reply: &str) -> Question {
+        let answer = if reply == SKIPPED {
+            Answer {
+                values: Vec::new(),
+                skipped: true,
+            }
+        } else {
+            Answer {
+                values: vec![reply.to_string()],
+                skipped: false,
+            }
+        };
+        Question {
+            answer: Some(answer),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
     pub id: i64,
@@ -72,6 +123,8 @@ pub struct StoredMessage {
     pub is_error: bool,
     /// `positive` or `negative`, from the ChatKit widget.
     pub feedback: Option<String>,
+    /// An assistant message that asks the person something.
+    pub question: Option<Question>,
     pub created_at: String,
 }
 
@@ -89,6 +142,7 @@ impl StoredMessage {
             tool_name: None,
             is_error: false,
             feedback: None,
+            question: None,
             created_at: format!("t{id}"),
         }
     }
@@ -103,6 +157,7 @@ pub struct NewMessage {
     pub tool_call_id: Option<String>,
     pub tool_name: Option<String>,
     pub is_error: bool,
+    pub question: Option<Question>,
 }
 
 impl NewMessage {
@@ -115,6 +170,15 @@ impl NewMessage {
             tool_call_id: None,
             tool_name: None,
             is_error: false,
+            question: None,
+        }
+    }
+
+    /// An assistant message asking `question`, its text as content.
+    pub fn question(question: Question) -> Self {
+        NewMessage {
+            question: Some(question.clone()),
+            ..NewMessage::text(Role::Assistant, question.text())
         }
     }
 
@@ -131,7 +195,8 @@ impl NewMessage {
 
 macro_rules! message_columns {
     () => {
-        "id, role, content, tool_calls, tool_call_id, tool_name, is_error, feedback, created_at"
+        "id, role, content, tool_calls, tool_call_id, tool_name, is_error, feedback, question, \
+         created_at"
     };
 }
 pub(super) use message_columns;
@@ -141,12 +206,22 @@ fn encode_calls(calls: &[ToolCall]) -> Option<String> {
     (!calls.is_empty()).then(|| serde_json::to_string(calls).expect("tool calls serialize"))
 }
 
+fn encode_question(question: &Question) -> String {
+    serde_json::to_string(question).expect("a question serializes")
+}
+
 pub(super) fn message(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
     let calls: Option<String> = row.try_get("tool_calls")?;
     let tool_calls = match calls.as_deref() {
         None => Vec::new(),
         Some(text) => serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(err.into()))?,
     };
+    let question: Option<String> = row.try_get("question")?;
+    let question = question
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|err| sqlx::Error::Decode(err.into()))?;
     Ok(StoredMessage {
         id: row.try_get("id")?,
         role: Role::parse(&row.try_get::<String, _>("role")?)?,
@@ -156,6 +231,7 @@ pub(super) fn message(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
         tool_name: row.try_get("tool_name")?,
         is_error: row.try_get::<i64, _>("is_error")? != 0,
         feedback: row.try_get("feedback")?,
+        question,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -170,7 +246,8 @@ impl Store {
     ) -> Result<StoredMessage, StoreError> {
         let query = sqlx::query(concat!(
             "INSERT INTO messages (conversation_id, role, content, tool_calls, tool_call_id, \
-             tool_name, is_error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+             tool_name, is_error, question, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
             message_columns!()
         ))
         .bind(conversation_id)
@@ -180,6 +257,7 @@ impl Store {
         .bind(new.tool_call_id)
         .bind(new.tool_name)
         .bind(i64::from(new.is_error))
+        .bind(new.question.as_ref().map(encode_question))
         .bind(now());
         let row = self.write_returning(query).await.map_err(db_error)?;
         message(&returned(row)?).map_err(db_error)
@@ -253,6 +331,18 @@ impl Store {
             sqlx::query("UPDATE messages SET content = $1, tool_calls = $2 WHERE id = $3")
                 .bind(content)
                 .bind(encode_calls(tool_calls))
+                .bind(id),
+        )
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Records the answer to the question message `id` asked.
+    pub async fn answer_question(&self, id: i64, answered: &Question) -> Result<(), StoreError> {
+        self.write(
+            sqlx::query("UPDATE messages SET question = $1 WHERE id = $2")
+                .bind(encode_question(answered))
                 .bind(id),
         )
         .await

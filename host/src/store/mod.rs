@@ -16,7 +16,7 @@ mod transcript;
 
 pub use audit::AuditFilter;
 pub use conversations::Conversation;
-pub use messages::{NewMessage, Role, StoredMessage, ToolCall};
+pub use messages::{Answer, NewMessage, Question, Role, SKIPPED, StoredMessage, ToolCall};
 pub use sessions::ChatKitSession;
 pub use transcript::{Order, ToolCallRecord, TranscriptEntry};
 

@@ -21,11 +21,13 @@ pub struct ChatKitSession {
     pub expires_at: i64,
     pub cancelled: bool,
     pub max_per_minute: i64,
+    /// The creating token's `scope` claim; `None` for a token without one.
+    pub scopes: Option<String>,
 }
 
 macro_rules! session_columns {
     () => {
-        "id, user_id, conversation_id, created_at, expires_at, cancelled, max_per_minute"
+        "id, user_id, conversation_id, created_at, expires_at, cancelled, max_per_minute, scopes"
     };
 }
 
@@ -38,6 +40,7 @@ fn session(row: &AnyRow) -> Result<ChatKitSession, sqlx::Error> {
         expires_at: row.try_get("expires_at")?,
         cancelled: row.try_get::<i64, _>("cancelled")? != 0,
         max_per_minute: row.try_get("max_per_minute")?,
+        scopes: row.try_get("scopes")?,
     })
 }
 
@@ -50,8 +53,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let query = sqlx::query(
             "INSERT INTO chatkit_sessions (id, user_id, conversation_id, secret_sha256, \
-             created_at, expires_at, cancelled, max_per_minute) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+             created_at, expires_at, cancelled, max_per_minute, scopes) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
         )
         .bind(&new.id)
         .bind(&new.user_id)
@@ -59,7 +62,8 @@ impl Store {
         .bind(secret_sha256)
         .bind(new.created_at)
         .bind(new.expires_at)
-        .bind(new.max_per_minute);
+        .bind(new.max_per_minute)
+        .bind(new.scopes.clone());
         self.write(query).await.map_err(db_error)?;
         Ok(())
     }

@@ -127,10 +127,17 @@ fn respond(request: &CompletionRequest) -> Completion {
                             )
                         })
                         .collect();
-                    say(&format!(
-                        "Several tasks match \"{words}\": {}. {WHICH_ONE} Tell me its number.",
-                        options.join(", ")
-                    ))
+                    // The host's `ask_user` shows the options as choices
+                    // where the door can (ChatKit), as text elsewhere.
+                    if has("ask_user") {
+                        let question = format!("Several tasks match \"{words}\". {WHICH_ONE}");
+                        call(turn, "ask_user", json!({ "question": question, "options": options }))
+                    } else {
+                        say(&format!(
+                            "Several tasks match \"{words}\": {}. {WHICH_ONE} Tell me its number.",
+                            options.join(", ")
+                        ))
+                    }
                 }
             }
         }
@@ -314,18 +321,22 @@ fn title_matches(task: &Value, words: &str) -> bool {
 
 const WHICH_ONE: &str = "Which one do you mean?";
 
-/// A bare choice of task: "3", "#3", "task 3", "number 3".
+/// A choice of task: "3", "#3", "task 3", "number 3", or an option as
+/// offered ("task 3 \"Buy milk\"").
 fn choice(text: &str) -> Option<i64> {
     let lower = text.trim().trim_end_matches(['.', '!', '?']).to_lowercase();
     let rest = ["task", "number", "the one with id", "id"]
         .iter()
         .find_map(|prefix| strip_word_prefix(&lower, prefix))
         .unwrap_or(&lower);
-    rest.trim()
+    let rest = rest.trim();
+    let (number, title) = rest.split_once(' ').unwrap_or((rest, ""));
+    let title_ok = title.is_empty() || title.trim_start().starts_with('"');
+    number
         .trim_start_matches('#')
         .parse::<i64>()
         .ok()
-        .filter(|id| *id > 0)
+        .filter(|id| *id > 0 && title_ok)
 }
 
 /// The named request our last answer asked the person to disambiguate.
@@ -635,6 +646,8 @@ mod tests {
         assert_eq!(choice("3"), Some(3));
         assert_eq!(choice("Task 12."), Some(12));
         assert_eq!(choice("#4"), Some(4));
+        assert_eq!(choice("task 7 \"Buy milk\""), Some(7));
+        assert_eq!(choice("2 more tasks"), None);
         assert_eq!(choice("the meeting one"), None);
     }
 }

@@ -7,6 +7,7 @@ mod access;
 mod conformance;
 mod errors;
 mod streaming;
+mod structured;
 mod threads;
 
 use std::collections::HashSet;

@@ -3,18 +3,26 @@
 //! A thread is a conversation (`thr_<id>`). A person sees user messages
 //! (`msg_<id>`), assistant text (`msg_<id>`) and, for an assistant message
 //! that called tools, a workflow (`wf_<id>`) with one task per call and its
-//! result. Tool results and hidden context are not items of their own.
-//! Prefix and row id keep every item id unique and stable across reads.
+//! result. An assistant message that asks a question (the host's
+//! `ask_user`) is a `structured_input` item (`msg_<id>`) instead, with its
+//! answer once given; the `ask_user` call itself is no workflow task. Tool
+//! results and hidden context are not items of their own. Prefix and row
+//! id keep every item id unique and stable across reads.
 
 use serde_json::{Map, Value};
 
 use super::types::{
-    ItemBase, OutputText, Page, SortOrder, Summary, Task, Thread, ThreadItem, ThreadStatus,
-    UserContent, Workflow,
+    ChoiceOption, ItemBase, OutputText, Page, SortOrder, StructuredAnswer, StructuredInput,
+    Summary, Task, Thread, ThreadItem, ThreadStatus, UserContent, Workflow,
 };
+use crate::agent::ask::ASK_USER;
 use crate::store::{
-    Conversation, Order, Role, Store, StoreError, StoredMessage, ToolCallRecord, TranscriptEntry,
+    Conversation, Order, Question, Role, Store, StoreError, StoredMessage, ToolCallRecord,
+    TranscriptEntry,
 };
+
+/// The id of the one input a question's `structured_input` item has.
+pub const ANSWER_INPUT: &str = "answer";
 
 /// Items per page when the client names no limit.
 pub const DEFAULT_PAGE: i64 = 20;
@@ -90,12 +98,19 @@ pub fn iso(stored: &str) -> String {
     }
 }
 
-pub fn thread(conversation: &Conversation, items: Page<ThreadItem>) -> Thread {
+/// A conversation as a thread; `image_domains` are the domains the widget
+/// may load images from (none given: the widget's default).
+pub fn thread(
+    conversation: &Conversation,
+    items: Page<ThreadItem>,
+    image_domains: &[String],
+) -> Thread {
     Thread {
         title: conversation.title.clone(),
         id: thread_id(conversation.id),
         created_at: iso(&conversation.created_at),
         status: ThreadStatus::Active,
+        allowed_image_domains: (!image_domains.is_empty()).then(|| image_domains.to_vec()),
         metadata: Map::new(),
         items,
     }
@@ -132,6 +147,62 @@ pub fn assistant_message(
         base: base(ItemId::Message(message_id), thread_id, created_at),
         content: vec![OutputText::new(text)],
     }
+}
+
+/// A question for the person, with its answer once given: choices when it
+/// has options, free text otherwise.
+pub fn structured_input(
+    message_id: i64,
+    thread_id: &str,
+    created_at: &str,
+    question: &Question,
+) -> ThreadItem {
+    let answer = question.answer.as_ref().map(|answer| StructuredAnswer {
+        values: answer.values.clone(),
+        skipped: answer.skipped,
+    });
+    let status = match &question.answer {
+        None => "pending",
+        Some(answer) if answer.skipped => "skipped",
+        Some(_) => "answered",
+    };
+    let (id, text) = (ANSWER_INPUT.to_string(), question.question.clone());
+    let input = if question.options.is_empty() {
+        StructuredInput::Freeform {
+            id,
+            question: text,
+            answer,
+        }
+    } else {
+        StructuredInput::MultipleChoice {
+            id,
+            question: text,
+            options: question
+                .options
+                .iter()
+                .map(|value| ChoiceOption {
+                    value: value.clone(),
+                })
+                .collect(),
+            multiple: false,
+            answer,
+        }
+    };
+    ThreadItem::StructuredInput {
+        base: base(ItemId::Message(message_id), thread_id, created_at),
+        status,
+        inputs: vec![input],
+    }
+}
+
+/// The calls a workflow shows: all but the host's `ask_user`, whose
+/// question is an item of its own.
+pub fn shown_calls(calls: &[ToolCallRecord]) -> Vec<ToolCallRecord> {
+    calls
+        .iter()
+        .filter(|call| call.name != ASK_USER)
+        .cloned()
+        .collect()
 }
 
 /// An assistant message that has just begun streaming: no content yet
@@ -203,7 +274,14 @@ fn items_of(entry: &TranscriptEntry, thread_id: &str) -> Vec<ThreadItem> {
         return vec![user_message(message, thread_id)];
     }
     let mut items = Vec::new();
-    if !message.content.is_empty() {
+    if let Some(question) = &message.question {
+        items.push(structured_input(
+            message.id,
+            thread_id,
+            &message.created_at,
+            question,
+        ));
+    } else if !message.content.is_empty() {
         items.push(assistant_message(
             message.id,
             thread_id,
@@ -211,13 +289,9 @@ fn items_of(entry: &TranscriptEntry, thread_id: &str) -> Vec<ThreadItem> {
             &message.content,
         ));
     }
-    if !entry.calls.is_empty() {
-        items.push(workflow(
-            message.id,
-            thread_id,
-            &message.created_at,
-            &entry.calls,
-        ));
+    let calls = shown_calls(&entry.calls);
+    if !calls.is_empty() {
+        items.push(workflow(message.id, thread_id, &message.created_at, &calls));
     }
     items
 }

@@ -24,12 +24,13 @@ use super::auth::{AuthUser, bearer_token};
 use super::{ApiError, AppBytes, AppState};
 use crate::agent::{Delivery, TurnRequest};
 use crate::audit::Door;
-use crate::store::Conversation;
+use crate::auth::Caller;
+use crate::store::{Conversation, SKIPPED};
 use items::ItemId;
 use types::{
     AddMessageParams, CreateParams, Event, FeedbackParams, ItemParams, ListItemsParams,
-    ListThreadsParams, Page, Request, SortOrder, ThreadParams, UpdateParams, UserContent,
-    UserMessageInput,
+    ListThreadsParams, Page, Request, SortOrder, StructuredInputParams, ThreadItem, ThreadParams,
+    UpdateParams, UserContent, UserMessageInput,
 };
 
 /// Most items one feedback request may rate.
@@ -47,9 +48,8 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The user a ChatKit request acts for: a session's client secret or a
-/// user JWT.
-pub struct ChatKitUser(String);
+/// Who a ChatKit request acts for: a session's client secret or a user JWT.
+pub struct ChatKitUser(Caller);
 
 impl FromRequestParts<AppState> for ChatKitUser {
     type Rejection = ApiError;
@@ -61,14 +61,14 @@ impl FromRequestParts<AppState> for ChatKitUser {
             }
             _ => AuthUser::from_request_parts(parts, state)
                 .await
-                .map(|AuthUser(user)| ChatKitUser(user)),
+                .map(|AuthUser(caller)| ChatKitUser(caller)),
         }
     }
 }
 
 async fn chatkit(
     State(state): State<AppState>,
-    ChatKitUser(user): ChatKitUser,
+    ChatKitUser(caller): ChatKitUser,
     AppBytes(body): AppBytes,
 ) -> Result<Response, ApiError> {
     let invalid =
@@ -85,12 +85,14 @@ async fn chatkit(
     let request: Request = serde_json::from_value(envelope).map_err(invalid)?;
     let door = Handler {
         state: &state,
-        user: &user,
+        caller: &caller,
+        user: &caller.user,
     };
     match request {
         Request::CreateThread(params) => door.create(params).await,
         Request::AddUserMessage(params) => door.add_user_message(params).await,
         Request::RetryAfterItem(params) => door.retry(params).await,
+        Request::AddStructuredInput(params) => door.add_structured_input(params).await,
         Request::AddClientToolOutput(params) => {
             door.conversation(&params.thread_id).await?;
             Err(ApiError::bad_request(
@@ -117,7 +119,7 @@ async fn chatkit(
         Request::UpdateThread(params) => door.update_thread(params).await,
         Request::DeleteThread(params) => {
             let id = door.conversation(&params.thread_id).await?.id;
-            state.store.delete_conversation(&user, id).await?;
+            state.store.delete_conversation(&caller.user, id).await?;
             Ok(empty())
         }
         Request::ListItems(params) => door.list_items(params).await,
@@ -132,10 +134,20 @@ async fn chatkit(
 /// The ChatKit door for one user's request.
 struct Handler<'a> {
     state: &'a AppState,
+    caller: &'a Caller,
+    /// The caller's user.
     user: &'a str,
 }
 
 impl Handler<'_> {
+    fn thread(&self, conversation: &Conversation, items: Page<types::ThreadItem>) -> types::Thread {
+        items::thread(
+            conversation,
+            items,
+            &self.state.config.chatkit_image_domains,
+        )
+    }
+
     /// The user's conversation behind a thread id; 404 for anything else.
     async fn conversation(&self, thread_id: &str) -> Result<Conversation, ApiError> {
         let not_found = || ApiError::not_found(format!("thread {thread_id} not found"));
@@ -147,39 +159,123 @@ impl Handler<'_> {
             .ok_or_else(not_found)
     }
 
-    /// Starts a turn and answers it as an event stream; a turn that cannot
-    /// start is an HTTP error, before any stream.
-    async fn turn(&self, request: TurnRequest) -> Result<Response, ApiError> {
+    /// Starts a turn and answers it as an event stream, opened by
+    /// `replaced` (an item the request changed) if given; a turn that
+    /// cannot start is an HTTP error, before any stream.
+    async fn turn(
+        &self,
+        request: TurnRequest,
+        replaced: Option<ThreadItem>,
+    ) -> Result<Response, ApiError> {
         let retry = matches!(request, TurnRequest::Retry { .. });
         let turn = self
             .state
             .agent
             .start(
-                self.user,
+                self.caller,
                 Door::ChatKit,
                 request,
                 Delivery::StreamedCancellable,
             )
             .await?;
-        Ok(stream::answer(turn, retry).into_response())
+        let image_domains = self.state.config.chatkit_image_domains.clone();
+        Ok(stream::answer(turn, retry, image_domains, replaced).into_response())
     }
 
     async fn create(&self, params: CreateParams) -> Result<Response, ApiError> {
         let content = user_text(&params.input)?;
-        self.turn(TurnRequest::Message {
-            conversation_id: None,
-            content,
-        })
+        self.turn(
+            TurnRequest::Message {
+                conversation_id: None,
+                content,
+            },
+            None,
+        )
         .await
     }
 
     async fn add_user_message(&self, params: AddMessageParams) -> Result<Response, ApiError> {
         let conversation = self.conversation(&params.thread_id).await?;
         let content = user_text(&params.input)?;
-        self.turn(TurnRequest::Message {
-            conversation_id: Some(conversation.id),
-            content,
-        })
+        self.turn(
+            TurnRequest::Message {
+                conversation_id: Some(conversation.id),
+                content,
+            },
+            None,
+        )
+        .await
+    }
+
+    /// The person's answer to a question item: recorded on the item (sent
+    /// first, as `thread.item.replaced`), then a turn with the answer as
+    /// their message. A skipped question is answered with [`SKIPPED`].
+    async fn add_structured_input(
+        &self,
+        params: StructuredInputParams,
+    ) -> Result<Response, ApiError> {
+        let conversation = self.conversation(&params.thread_id).await?;
+        let item_id = &params.item_id;
+        let not_found = || ApiError::not_found(format!("item {item_id} not found"));
+        let Some(ItemId::Message(row)) = ItemId::parse(item_id) else {
+            return Err(not_found());
+        };
+        let message = self
+            .state
+            .store
+            .message(conversation.id, row)
+            .await?
+            .ok_or_else(not_found)?;
+        let question = message
+            .question
+            .as_ref()
+            .filter(|question| question.answer.is_none())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "item {item_id} is not a question awaiting an answer"
+                ))
+            })?;
+        let submission = params.input;
+        let skipped = match submission.status.as_str() {
+            "answered" => false,
+            "skipped" => true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "input.status must be \"answered\" or \"skipped\", not {other:?}"
+                )));
+            }
+        };
+        let values: Vec<String> = submission
+            .answers
+            .get(items::ANSWER_INPUT)
+            .filter(|answer| !answer.skipped)
+            .map(|answer| {
+                answer
+                    .values
+                    .iter()
+                    .map(|value| value.trim().to_string())
+                    .filter(|value| !value.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let content = if skipped || values.is_empty() {
+            SKIPPED.to_string()
+        } else {
+            values.join(", ")
+        };
+        let answered = items::structured_input(
+            message.id,
+            &items::thread_id(conversation.id),
+            &message.created_at,
+            &question.answered_by(&content),
+        );
+        self.turn(
+            TurnRequest::Message {
+                conversation_id: Some(conversation.id),
+                content,
+            },
+            Some(answered),
+        )
         .await
     }
 
@@ -192,10 +288,13 @@ impl Handler<'_> {
                 params.item_id
             )));
         };
-        self.turn(TurnRequest::Retry {
-            conversation_id: conversation.id,
-            message_id: row,
-        })
+        self.turn(
+            TurnRequest::Retry {
+                conversation_id: conversation.id,
+                message_id: row,
+            },
+            None,
+        )
         .await
     }
 
@@ -209,7 +308,7 @@ impl Handler<'_> {
             SortOrder::Asc,
         )
         .await?;
-        Ok(json_answer(&items::thread(&conversation, page)))
+        Ok(json_answer(&self.thread(&conversation, page)))
     }
 
     async fn list_threads(&self, params: ListThreadsParams) -> Result<Response, ApiError> {
@@ -233,10 +332,7 @@ impl Handler<'_> {
             after: has_more
                 .then(|| rows.last().map(|c| items::thread_id(c.id)))
                 .flatten(),
-            data: rows
-                .iter()
-                .map(|c| items::thread(c, Page::empty()))
-                .collect(),
+            data: rows.iter().map(|c| self.thread(c, Page::empty())).collect(),
             has_more,
         };
         Ok(json_answer(&page))
@@ -256,7 +352,7 @@ impl Handler<'_> {
             .rename_conversation(self.user, conversation.id, title)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("thread {} not found", params.thread_id)))?;
-        Ok(json_answer(&items::thread(&renamed, Page::empty())))
+        Ok(json_answer(&self.thread(&renamed, Page::empty())))
     }
 
     async fn list_items(&self, params: ListItemsParams) -> Result<Response, ApiError> {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::items;
+use crate::auth::{Caller, Scopes};
 use crate::http::auth::AuthUser;
 use crate::http::{ApiError, AppBytes, AppState};
 use crate::plugins::sha256_hex;
@@ -52,7 +53,7 @@ struct RateLimits {
 
 pub async fn create(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthUser(caller): AuthUser,
     AppBytes(body): AppBytes,
 ) -> Result<Json<Value>, ApiError> {
     // The body is optional: none (or `{}`) takes every default.
@@ -89,15 +90,16 @@ pub async fn create(
     };
     // The conversation the widget opens: the one asked for, else the
     // user's latest, else a new one (titled by its first message).
+    let user = caller.user.as_str();
     let conversation = match request.conversation_id {
         Some(id) => state
             .store
-            .conversation(&user, id)
+            .conversation(user, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("conversation {id} not found")))?,
-        None => match state.store.latest_conversation(&user).await? {
+        None => match state.store.latest_conversation(user).await? {
             Some(latest) => latest,
-            None => state.store.create_conversation(&user, None).await?,
+            None => state.store.create_conversation(user, None).await?,
         },
     };
 
@@ -110,12 +112,13 @@ pub async fn create(
         .await?;
     let session = ChatKitSession {
         id: format!("cksess_{}", random_hex(12)),
-        user_id: user,
+        user_id: user.to_string(),
         conversation_id: Some(conversation.id),
         created_at,
         expires_at: created_at + lifetime,
         cancelled: false,
         max_per_minute,
+        scopes: caller.scopes.to_claim(),
     };
     state
         .store
@@ -128,7 +131,7 @@ pub async fn create(
 
 pub async fn cancel(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthUser(Caller { user, .. }): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     // Session ids are ours (`cksess_…`); anything else names no session.
@@ -143,8 +146,9 @@ pub async fn cancel(
     Ok(Json(session_json(&session)))
 }
 
-/// The session a client secret stands for, counted against its rate limit.
-pub async fn authenticate(state: &AppState, secret: &str) -> Result<String, ApiError> {
+/// Who a client secret acts for (the session's user, with the scopes of
+/// the token that created it), counted against the session's rate limit.
+pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiError> {
     let unauthorized = |message: &str| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -169,7 +173,10 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<String, ApiE
         let wait = (window_start + 60 - now).max(1);
         return Err(ApiError::rate_limited(Duration::from_secs(wait as u64)));
     }
-    Ok(session.user_id)
+    Ok(Caller {
+        scopes: Scopes::from_claim(session.scopes.as_deref()),
+        user: session.user_id,
+    })
 }
 
 fn session_json(session: &ChatKitSession) -> Value {

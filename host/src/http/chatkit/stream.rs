@@ -16,14 +16,20 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use tokio::sync::mpsc;
 
 use super::items::{self, ItemId};
-use super::types::{Event, ItemUpdate, OutputText, Page, StreamOptions};
+use super::types::{Event, ItemUpdate, OutputText, Page, StreamOptions, ThreadItem};
 use crate::agent::{AgentError, AgentEvent, ToolCallRecord, Turn, TurnOutcome};
 
 /// A turn's events as the SSE answer (`retry`: the turn answers a stored
 /// message again, so it has no user message of its own).
-pub fn answer(turn: Turn, retry: bool) -> impl IntoResponse {
+pub fn answer(
+    turn: Turn,
+    retry: bool,
+    image_domains: Vec<String>,
+    replaced: Option<ThreadItem>,
+) -> impl IntoResponse {
     let (out, out_rx) = mpsc::channel::<Event>(64);
-    tokio::spawn(run(turn, retry, out));
+    let opening = opening(&turn, retry, &image_domains, replaced);
+    tokio::spawn(run(turn, opening, out));
     sse_answer(out_rx)
 }
 
@@ -53,19 +59,30 @@ fn stream_options() -> Event {
     }
 }
 
-async fn run(turn: Turn, retry: bool, out: mpsc::Sender<Event>) {
-    let thread_id = items::thread_id(turn.conversation.id);
-    // A new thread is announced first; a retry has no user message, so
-    // its stream options come first.
-    let opening = if turn.created {
+/// What the stream opens with: a new thread is announced; an item the
+/// request changed is replaced; a retry has no user message, so its stream
+/// options come first.
+fn opening(
+    turn: &Turn,
+    retry: bool,
+    image_domains: &[String],
+    replaced: Option<ThreadItem>,
+) -> Option<Event> {
+    if turn.created {
         Some(Event::ThreadCreated {
-            thread: items::thread(&turn.conversation, Page::empty()),
+            thread: items::thread(&turn.conversation, Page::empty(), image_domains),
         })
+    } else if let Some(item) = replaced {
+        Some(Event::ItemReplaced { item })
     } else if retry {
         Some(stream_options())
     } else {
         None
-    };
+    }
+}
+
+async fn run(turn: Turn, opening: Option<Event>, out: mpsc::Sender<Event>) {
+    let thread_id = items::thread_id(turn.conversation.id);
     let (mut events_rx, outcome) = turn.split();
     if let Some(event) = opening
         && out.send(event).await.is_err()
@@ -214,6 +231,10 @@ impl Mapper {
                 created_at,
                 calls,
             } => {
+                let calls = items::shown_calls(&calls);
+                if calls.is_empty() {
+                    return Vec::new();
+                }
                 let item = items::workflow(message_id, &self.thread_id, &created_at, &calls);
                 self.workflow = Some(Workflow {
                     message_id,
@@ -246,6 +267,17 @@ impl Mapper {
                 }
                 events
             }
+            AgentEvent::Asked(message) => match &message.question {
+                Some(question) => vec![Event::ItemDone {
+                    item: items::structured_input(
+                        message.id,
+                        &self.thread_id,
+                        &message.created_at,
+                        question,
+                    ),
+                }],
+                None => Vec::new(),
+            },
         }
     }
 

@@ -25,6 +25,8 @@ pub enum Request {
     RetryAfterItem(ItemParams),
     #[serde(rename = "threads.custom_action")]
     CustomAction(CustomActionParams),
+    #[serde(rename = "threads.add_structured_input")]
+    AddStructuredInput(StructuredInputParams),
     // JSON.
     #[serde(rename = "threads.get_by_id")]
     GetThread(ThreadParams),
@@ -92,6 +94,35 @@ pub struct ThreadParams {
 pub struct ItemParams {
     pub thread_id: String,
     pub item_id: String,
+}
+
+#[derive(Deserialize)]
+pub struct StructuredInputParams {
+    pub thread_id: String,
+    pub item_id: String,
+    pub input: StructuredInputSubmission,
+}
+
+/// The person's answers to a `structured_input` item.
+#[derive(Deserialize)]
+pub struct StructuredInputSubmission {
+    #[serde(default = "answered")]
+    pub status: String,
+    /// By structured input id.
+    #[serde(default)]
+    pub answers: std::collections::BTreeMap<String, AnswerSubmission>,
+}
+
+fn answered() -> String {
+    "answered".into()
+}
+
+#[derive(Deserialize)]
+pub struct AnswerSubmission {
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +222,9 @@ pub struct Thread {
     pub id: String,
     pub created_at: String,
     pub status: ThreadStatus,
+    /// The operator's `WASMGATE_CHATKIT_IMAGE_DOMAINS`; absent when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_image_domains: Option<Vec<String>>,
     pub metadata: Map<String, Value>,
     pub items: Page<ThreadItem>,
 }
@@ -231,6 +265,14 @@ pub enum ThreadItem {
         base: ItemBase,
         workflow: Workflow,
     },
+    /// A question for the person (ChatKit 1.6.4).
+    StructuredInput {
+        #[serde(flatten)]
+        base: ItemBase,
+        /// `pending`, `answered` or `skipped`.
+        status: &'static str,
+        inputs: Vec<StructuredInput>,
+    },
 }
 
 impl ThreadItem {
@@ -238,9 +280,41 @@ impl ThreadItem {
         match self {
             ThreadItem::UserMessage { base, .. }
             | ThreadItem::AssistantMessage { base, .. }
-            | ThreadItem::Workflow { base, .. } => &base.id,
+            | ThreadItem::Workflow { base, .. }
+            | ThreadItem::StructuredInput { base, .. } => &base.id,
         }
     }
+}
+
+/// One question of a `structured_input` item: choices, or free text.
+#[derive(Serialize, Clone)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StructuredInput {
+    MultipleChoice {
+        id: String,
+        question: String,
+        options: Vec<ChoiceOption>,
+        multiple: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        answer: Option<StructuredAnswer>,
+    },
+    Freeform {
+        id: String,
+        question: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        answer: Option<StructuredAnswer>,
+    },
+}
+
+#[derive(Serialize, Clone)]
+pub struct ChoiceOption {
+    pub value: String,
+}
+
+#[derive(Serialize, Clone)]
+pub struct StructuredAnswer {
+    pub values: Vec<String>,
+    pub skipped: bool,
 }
 
 /// `AssistantMessageContent`.
@@ -303,6 +377,8 @@ pub enum Event {
     ItemUpdated { item_id: String, update: ItemUpdate },
     #[serde(rename = "thread.item.done")]
     ItemDone { item: ThreadItem },
+    #[serde(rename = "thread.item.replaced")]
+    ItemReplaced { item: ThreadItem },
     #[serde(rename = "stream_options")]
     StreamOptions { stream_options: StreamOptions },
     #[serde(rename = "notice")]
