@@ -131,7 +131,11 @@ fn respond(request: &CompletionRequest) -> Completion {
                     // where the door can (ChatKit), as text elsewhere.
                     if has("ask_user") {
                         let question = format!("Several tasks match \"{words}\". {WHICH_ONE}");
-                        call(turn, "ask_user", json!({ "question": question, "options": options }))
+                        call(
+                            turn,
+                            "ask_user",
+                            json!({ "question": question, "options": options }),
+                        )
                     } else {
                         say(&format!(
                             "Several tasks match \"{words}\": {}. {WHICH_ONE} Tell me its number.",
