@@ -39,7 +39,7 @@ impl Door {
 }
 
 /// One recorded tool call.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Set by the store (0 until stored).
     pub id: i64,

@@ -18,6 +18,7 @@ mod mcp;
 mod mcp_conformance;
 mod mock_openai;
 mod oauth;
+mod openapi;
 mod reload;
 mod sandbox;
 mod scopes;

@@ -374,11 +374,18 @@ async fn a_removed_plugin_leaves_the_models_tool_list() {
     };
 
     assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(tool_names(&mock.requests()[0].body), ["add_task", "greet"]);
+    // The host's own `ask_user` comes first in every turn.
+    assert_eq!(
+        tool_names(&mock.requests()[0].body),
+        ["ask_user", "add_task", "greet"]
+    );
     let (status, _) = admin(&client, &server, "DELETE", "/admin/plugins/greeter").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(tool_names(&mock.requests()[1].body), ["add_task"]);
+    assert_eq!(
+        tool_names(&mock.requests()[1].body),
+        ["ask_user", "add_task"]
+    );
 }
 
 #[tokio::test]

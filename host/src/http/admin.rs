@@ -14,10 +14,14 @@ use axum::extract::{Multipart, Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::bearer_token;
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::audit::AuditEntry;
 use crate::plugins::{Manifest, PluginFiles, ReloadReport};
 
 /// Largest component accepted by upload.
@@ -55,48 +59,155 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
+/// The plugin set serving now.
+#[derive(Serialize, ToSchema)]
+pub struct PluginList {
+    plugins: Vec<PluginBody>,
+    /// Files in the plugin directory that did not load, and why.
+    rejected: Vec<Rejected>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PluginBody {
+    name: String,
+    version: String,
+    /// `tool` or `provider`.
+    kind: &'static str,
+    sha256: String,
+    tools: Vec<String>,
+    /// `active`, or `stale` when its files changed and no longer load (the
+    /// loaded version keeps serving).
+    state: &'static str,
+    last_error: Option<String>,
+    /// Unix seconds.
+    loaded_at: u64,
+    calls: u64,
+    errors: u64,
+    timeouts: u64,
+    latency_seconds_total: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Rejected {
+    file: String,
+    error: String,
+}
+
+/// What a reload (or an upload, or a grant) did.
+#[derive(Serialize, ToSchema)]
+pub struct ReloadBody {
+    /// The plugins serving after it.
+    plugins: Vec<String>,
+    rejected: Vec<Rejected>,
+    took_ms: f64,
+    /// For a grant: the policy entry written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    granted: Option<Value>,
+}
+
+impl From<&ReloadReport> for ReloadBody {
+    fn from(report: &ReloadReport) -> Self {
+        ReloadBody {
+            plugins: report.plugins.clone(),
+            rejected: rejected(report.rejected.iter().map(|(file, error)| (file, error))),
+            took_ms: report.took.as_secs_f64() * 1e3,
+            granted: None,
+        }
+    }
+}
+
+fn rejected<'a>(rejected: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<Rejected> {
+    rejected
+        .into_iter()
+        .map(|(file, error)| Rejected {
+            file: file.clone(),
+            error: error.clone(),
+        })
+        .collect()
+}
+
+#[utoipa::path(get, operation_id = "list_plugins", path = "/admin/plugins", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = PluginList), (status = 401, response = ErrorBody),
+        (status = 404, response = ErrorBody)))]
+pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
     let snapshot = state.registry.snapshot();
-    let plugins: Vec<Value> = snapshot
+    let plugins = snapshot
         .plugins()
         .map(|plugin| {
             let stats = plugin.stats.snapshot();
-            let file = plugin.origin.as_deref().and_then(Path::file_stem).map(|s| s.to_string_lossy().into_owned());
-            json!({
-                "name": plugin.name(),
-                "version": plugin.manifest.version,
-                "kind": plugin.kind().as_str(),
-                "sha256": plugin.sha256,
-                "tools": plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-                "state": if file.as_ref().is_some_and(|f| snapshot.rejected().contains_key(f)) { "stale" } else { "active" },
-                "last_error": file.and_then(|f| snapshot.rejected().get(&f).cloned()),
-                "loaded_at": plugin.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
-                "calls": stats.calls,
-                "errors": stats.errors,
-                "timeouts": stats.timeouts,
-                "latency_seconds_total": stats.seconds_total,
-            })
+            let file = plugin
+                .origin
+                .as_deref()
+                .and_then(Path::file_stem)
+                .map(|s| s.to_string_lossy().into_owned());
+            let last_error = file.and_then(|f| snapshot.rejected().get(&f).cloned());
+            PluginBody {
+                name: plugin.name().to_string(),
+                version: plugin.manifest.version.clone(),
+                kind: plugin.kind().as_str(),
+                sha256: plugin.sha256.clone(),
+                tools: plugin.tools.iter().map(|t| t.name.clone()).collect(),
+                state: if last_error.is_some() {
+                    "stale"
+                } else {
+                    "active"
+                },
+                last_error,
+                loaded_at: plugin
+                    .loaded_at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default(),
+                calls: stats.calls,
+                errors: stats.errors,
+                timeouts: stats.timeouts,
+                latency_seconds_total: stats.seconds_total,
+            }
         })
         .collect();
-    let rejected: Vec<Value> = snapshot
-        .rejected()
-        .iter()
-        .map(|(file, error)| json!({ "file": file, "error": error }))
-        .collect();
-    Json(json!({ "plugins": plugins, "rejected": rejected }))
+    Json(PluginList {
+        plugins,
+        rejected: rejected(snapshot.rejected()),
+    })
 }
 
-pub async fn reload(State(state): State<AppState>) -> Json<Value> {
-    Json(report_json(&state.reloader.reload().await))
+#[utoipa::path(post, operation_id = "reload_plugins", path = "/admin/plugins/reload", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = ReloadBody), (status = 401, response = ErrorBody),
+        (status = 404, response = ErrorBody)))]
+pub async fn reload(State(state): State<AppState>) -> Json<ReloadBody> {
+    Json(ReloadBody::from(&state.reloader.reload().await))
+}
+
+/// An upload: the component and its manifest.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the multipart body for the OpenAPI document"
+)]
+pub struct Upload {
+    /// The `.wasm` component.
+    #[schema(format = Binary, value_type = String)]
+    component: Vec<u8>,
+    /// The manifest's TOML.
+    #[schema(format = Binary, value_type = String)]
+    manifest: Vec<u8>,
 }
 
 /// `PUT /admin/plugins/{name}`: multipart with a `component` (the .wasm)
 /// and a `manifest` (the TOML) part.
+#[utoipa::path(put, operation_id = "upload_plugin", path = "/admin/plugins/{name}", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path)),
+    request_body(content = Upload, content_type = "multipart/form-data"),
+    responses((status = 200, body = ReloadBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 409, response = ErrorBody), (status = 413, response = ErrorBody),
+        (status = 415, response = ErrorBody), (status = 422, response = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
     mut multipart: Multipart,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReloadBody>, ApiError> {
     if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
     }
@@ -177,9 +288,13 @@ pub async fn upload(
             error.clone(),
         ));
     }
-    Ok(Json(report_json(&report)))
+    Ok(Json(ReloadBody::from(&report)))
 }
 
+#[utoipa::path(delete, operation_id = "remove_plugin", path = "/admin/plugins/{name}", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 401, response = ErrorBody),
+        (status = 404, response = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
@@ -202,10 +317,15 @@ pub async fn remove(
 /// `POST /admin/plugins/{name}/grant`: grants the plugin in the directory
 /// everything its manifest asks for (as `wasmgate plugins grant` does),
 /// then reloads.
+#[utoipa::path(post, operation_id = "grant_plugin", path = "/admin/plugins/{name}/grant", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = ReloadBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 422, response = ErrorBody)))]
 pub async fn grant(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReloadBody>, ApiError> {
     if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
     }
@@ -226,9 +346,10 @@ pub async fn grant(
         .grant_all(&manifest)
         .map_err(ApiError::internal)?;
     tracing::warn!(plugin = %name, grant = ?entry, "admin API granted a plugin");
-    let mut report = report_json(&state.reloader.reload().await);
-    report["granted"] = serde_json::to_value(&entry).map_err(ApiError::internal)?;
-    Ok(Json(report))
+    Ok(Json(ReloadBody {
+        granted: Some(serde_json::to_value(&entry).map_err(ApiError::internal)?),
+        ..ReloadBody::from(&state.reloader.reload().await)
+    }))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -237,14 +358,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn report_json(report: &ReloadReport) -> Value {
-    json!({
-        "plugins": report.plugins,
-        "rejected": report.rejected.iter().map(|(file, error)| json!({"file": file, "error": error})).collect::<Vec<_>>(),
-        "took_ms": report.took.as_secs_f64() * 1e3,
-    })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -256,21 +369,33 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// `DELETE /admin/plugins/{name}/data`: deletes everything the plugin
 /// stored with `kv`, for every user (removing a plugin keeps its data, so
 /// that a reinstall finds it). Answers how many keys went.
+#[utoipa::path(delete, operation_id = "purge_plugin_data", path = "/admin/plugins/{name}/data", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = Purged), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 503, response = ErrorBody)))]
 pub async fn purge_data(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Purged>, ApiError> {
     if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
     }
     let deleted = state.store.purge_plugin_data(&name).await?;
     tracing::info!(plugin = %name, keys = deleted, "plugin data purged");
-    Ok(Json(
-        serde_json::json!({"plugin": name, "deleted_keys": deleted}),
-    ))
+    Ok(Json(Purged {
+        plugin: name,
+        deleted_keys: deleted,
+    }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Serialize, ToSchema)]
+pub struct Purged {
+    plugin: String,
+    deleted_keys: u64,
+}
+
+#[derive(serde::Deserialize, IntoParams)]
 pub struct AuditQuery {
     user: Option<String>,
     plugin: Option<String>,
@@ -278,7 +403,17 @@ pub struct AuditQuery {
     since: Option<String>,
     /// The `next_before` of the previous page.
     before: Option<i64>,
+    /// 1-1000, 100 by default.
     limit: Option<i64>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    entries: Vec<AuditEntry>,
+    has_more: bool,
+    /// The `before` of the next page, when there is one.
+    next_before: Option<i64>,
 }
 
 /// Entries per page of `GET /admin/audit`, by default and at most.
@@ -287,10 +422,15 @@ const MAX_AUDIT_PAGE: i64 = 1000;
 
 /// `GET /admin/audit?user=&plugin=&since=&before=&limit=`: the audit log of
 /// tool calls, newest first, paged with `next_before`.
+#[utoipa::path(get, operation_id = "read_audit_log", path = "/admin/audit", tag = "admin", security(("admin" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 503, response = ErrorBody)))]
 pub async fn audit(
     State(state): State<AppState>,
     axum::extract::Query(query): axum::extract::Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let limit = query.limit.unwrap_or(AUDIT_PAGE);
     if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -315,9 +455,9 @@ pub async fn audit(
     let has_more = entries.len() as i64 > limit;
     entries.truncate(limit as usize);
     let next_before = has_more.then(|| entries.last().map(|e| e.id)).flatten();
-    Ok(Json(serde_json::json!({
-        "entries": entries,
-        "has_more": has_more,
-        "next_before": next_before,
-    })))
+    Ok(Json(AuditPage {
+        entries,
+        has_more,
+        next_before,
+    }))
 }

@@ -15,22 +15,40 @@ use axum::http::header::ACCEPT;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::auth::AuthUser;
+use super::error::ErrorBody;
 use super::{ApiError, AppJson, AppState};
 use crate::agent::{AgentEvent, Delivery, ToolCallRecord, Turn, TurnOutcome, TurnRequest};
 use crate::audit::Door;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChatRequest {
-    /// The seed's name; `message` is the hackathon spec's.
+    /// What the person says (`message` is accepted too).
     #[serde(alias = "message")]
+    #[schema(min_length = 1, max_length = 8000)]
     content: String,
+    /// The conversation to continue; a new one when left out.
     conversation_id: Option<i64>,
 }
 
+/// A chat turn. With `Accept: text/event-stream` the answer streams as
+/// server-sent events (`start`, `delta`, `tool_call`, `tool_result`, then
+/// `done` with the JSON below, or `error`; docs/HTTP-API.md).
+#[utoipa::path(post, operation_id = "chat", path = "/api/{user_id}/chat", tag = "chat", request_body = ChatRequest,
+    params(("user_id" = String, Path, description = "The token's user")),
+    responses(
+        (status = 200, description = "The turn's reply, or its events when streamed",
+            content((ChatReply = "application/json"), (String = "text/event-stream"))),
+        (status = 400, response = ErrorBody), (status = 401, response = ErrorBody),
+        (status = 403, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 413, response = ErrorBody), (status = 415, response = ErrorBody),
+        (status = 422, response = ErrorBody), (status = 429, response = ErrorBody),
+        (status = 502, response = ErrorBody), (status = 503, response = ErrorBody),
+        (status = 504, response = ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -61,7 +79,7 @@ pub async fn chat(
     if wants_stream {
         return Ok(stream(turn).into_response());
     }
-    Ok(Json(outcome_json(&turn.outcome().await?)).into_response())
+    Ok(Json(ChatReply::from(&turn.outcome().await?)).into_response())
 }
 
 /// The turn as the chat page's events, ending with `done` or `error`.
@@ -74,7 +92,7 @@ fn stream(turn: Turn) -> Sse<impl futures::Stream<Item = Result<Event, Infallibl
     .flat_map(move |event| futures::stream::iter(sse_events(conversation_id, &event)));
     let last = futures::stream::once(async move {
         match outcome.await {
-            Ok(outcome) => sse("done", outcome_json(&outcome)),
+            Ok(outcome) => sse("done", to_json(ChatReply::from(&outcome))),
             Err(err) => error_event(err.into()),
         }
     });
@@ -103,7 +121,9 @@ fn sse_events(conversation_id: i64, event: &AgentEvent) -> Vec<Event> {
                 )
             })
             .collect(),
-        AgentEvent::ToolResult(record) => vec![sse("tool_result", record_json(record))],
+        AgentEvent::ToolResult(record) => {
+            vec![sse("tool_result", to_json(ToolCallBody::from(record)))]
+        }
         // A question reads as the reply's text.
         AgentEvent::Asked(message) => vec![sse("delta", json!({ "text": message.content }))],
         AgentEvent::ReplyStarted { .. } | AgentEvent::ReplyDone { .. } => Vec::new(),
@@ -115,22 +135,53 @@ fn error_event(error: ApiError) -> Event {
     sse("error", body)
 }
 
-fn outcome_json(outcome: &TurnOutcome) -> Value {
-    json!({
-        "conversation_id": outcome.conversation_id,
-        "message_id": outcome.message_id,
-        "response": outcome.response,
-        "tool_calls": outcome.tool_calls.iter().map(record_json).collect::<Vec<_>>(),
-    })
+/// A finished turn, as `/chat` answers it.
+#[derive(Serialize, ToSchema)]
+pub struct ChatReply {
+    conversation_id: i64,
+    /// The reply's id: the last message it stored.
+    message_id: i64,
+    /// What the assistant said (a question for the person, with its options
+    /// one per line, when it asked one).
+    response: String,
+    tool_calls: Vec<ToolCallBody>,
+}
+
+impl From<&TurnOutcome> for ChatReply {
+    fn from(outcome: &TurnOutcome) -> Self {
+        ChatReply {
+            conversation_id: outcome.conversation_id,
+            message_id: outcome.message_id,
+            response: outcome.response.clone(),
+            tool_calls: outcome.tool_calls.iter().map(ToolCallBody::from).collect(),
+        }
+    }
 }
 
 /// A tool call as the chat API shows it, in answers and conversation reads.
-pub(super) fn record_json(record: &ToolCallRecord) -> Value {
-    json!({
-        "id": record.id,
-        "name": record.name,
-        "arguments": record.arguments,
-        "result": record.result,
-        "is_error": record.is_error,
-    })
+#[derive(Serialize, ToSchema)]
+pub struct ToolCallBody {
+    id: String,
+    name: String,
+    /// The arguments as the model gave them (a string if not valid JSON).
+    arguments: Value,
+    /// The tool's result, or `{"error": "…"}`; null if it never finished.
+    result: Option<Value>,
+    is_error: bool,
+}
+
+impl From<&ToolCallRecord> for ToolCallBody {
+    fn from(record: &ToolCallRecord) -> Self {
+        ToolCallBody {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            arguments: record.arguments.clone(),
+            result: record.result.clone(),
+            is_error: record.is_error,
+        }
+    }
+}
+
+fn to_json(value: impl Serialize) -> Value {
+    serde_json::to_value(value).expect("wire types serialize")
 }

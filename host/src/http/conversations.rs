@@ -8,11 +8,12 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
-use super::chat::record_json;
+use super::chat::ToolCallBody;
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::store::{Conversation, Order, Role, ToolCallRecord, TranscriptEntry};
 
@@ -22,29 +23,92 @@ const CONVERSATION_PAGE: i64 = 100;
 const DEFAULT_MESSAGES: usize = 50;
 const MAX_MESSAGES: usize = 100;
 
+/// A conversation as listed.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationBody {
+    id: i64,
+    title: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Conversation> for ConversationBody {
+    fn from(conversation: &Conversation) -> Self {
+        ConversationBody {
+            id: conversation.id,
+            title: conversation.title.clone(),
+            created_at: conversation.created_at.clone(),
+            updated_at: conversation.updated_at.clone(),
+        }
+    }
+}
+
+/// A conversation read: a page of its messages, each reply whole.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationRead {
+    #[serde(flatten)]
+    conversation: ConversationBody,
+    messages: Vec<MessageBody>,
+    has_more: bool,
+    /// The `after` of the next page, when there is one.
+    next_after: Option<i64>,
+}
+
+/// A user message, or a whole reply with the tool calls of all its rounds.
+#[derive(Serialize, ToSchema)]
+pub struct MessageBody {
+    /// For a reply, the last stored message it folds in: the `message_id`
+    /// `/chat` answered with, and the cursor past it.
+    id: i64,
+    /// `user` or `assistant`.
+    role: String,
+    content: String,
+    created_at: String,
+    /// A reply's calls (absent for a user message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallBody>>,
+    /// A reply a crash cut off during a tool call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<bool>,
+    /// `positive` or `negative`, from the ChatKit widget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feedback: Option<String>,
+}
+
+#[utoipa::path(get, operation_id = "list_conversations", path = "/api/{user_id}/conversations", tag = "conversations",
+    params(("user_id" = String, Path, description = "The token's user")),
+    responses((status = 200, body = Vec<ConversationBody>, description = "The latest 100, newest first"),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 503, response = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(user): Path<String>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<ConversationBody>>, ApiError> {
     let user = auth.owns(&user)?;
     let list = state.store.conversations(user, CONVERSATION_PAGE).await?;
-    Ok(Json(list.iter().map(conversation_json).collect()))
+    Ok(Json(list.iter().map(ConversationBody::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 pub struct PageQuery {
     /// Messages after this one (its `id`, exclusive).
     after: Option<i64>,
+    /// 1-100, 50 by default.
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, operation_id = "read_conversation", path = "/api/{user_id}/conversations/{id}", tag = "conversations",
+    params(("user_id" = String, Path, description = "The token's user"), ("id" = i64, Path), PageQuery),
+    responses((status = 200, body = ConversationRead), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 404, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
     Path((user, id)): Path<(String, String)>,
     Query(page): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationRead>, ApiError> {
     let user = auth.owns(&user)?;
     let id: i64 = id
         .parse()
@@ -80,11 +144,12 @@ pub async fn read(
     }
     let has_more = messages.len() > limit;
     messages.truncate(limit);
-    let mut body = conversation_json(&conversation);
-    body["messages"] = messages.iter().map(Message::json).collect();
-    body["has_more"] = json!(has_more);
-    body["next_after"] = json!(has_more.then(|| messages.last().map(|m| m.id)).flatten());
-    Ok(Json(body))
+    Ok(Json(ConversationRead {
+        conversation: ConversationBody::from(&conversation),
+        next_after: has_more.then(|| messages.last().map(|m| m.id)).flatten(),
+        messages: messages.iter().map(Message::body).collect(),
+        has_more,
+    }))
 }
 
 /// One message of the read: a user message, or a whole reply.
@@ -101,24 +166,19 @@ struct Message {
 }
 
 impl Message {
-    fn json(&self) -> Value {
-        let mut body = json!({
-            "id": self.id,
-            "role": self.role.as_str(),
-            "content": self.content,
-            "created_at": self.created_at,
-        });
-        if self.role == Role::Assistant {
-            body["tool_calls"] = self.tool_calls.iter().map(record_json).collect();
+    fn body(&self) -> MessageBody {
+        let reply = self.role == Role::Assistant;
+        MessageBody {
+            id: self.id,
+            role: self.role.as_str().to_string(),
+            content: self.content.clone(),
+            created_at: self.created_at.clone(),
+            tool_calls: reply.then(|| self.tool_calls.iter().map(ToolCallBody::from).collect()),
             // A call without a result was cut off by a crash.
-            if self.tool_calls.iter().any(|c| c.result.is_none()) {
-                body["interrupted"] = json!(true);
-            }
+            interrupted: (reply && self.tool_calls.iter().any(|c| c.result.is_none()))
+                .then_some(true),
+            feedback: self.feedback.clone(),
         }
-        if let Some(feedback) = &self.feedback {
-            body["feedback"] = json!(feedback);
-        }
-        body
     }
 }
 
@@ -152,17 +212,10 @@ fn fold(messages: &mut Vec<Message>, entries: Vec<TranscriptEntry>) {
     }
 }
 
-fn conversation_json(conversation: &Conversation) -> Value {
-    json!({
-        "id": conversation.id,
-        "title": conversation.title,
-        "created_at": conversation.created_at,
-        "updated_at": conversation.updated_at,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::store::StoredMessage;
 
@@ -239,8 +292,8 @@ mod tests {
             for read in reads {
                 fold(&mut messages, read);
             }
-            let got: Vec<Value> = messages.iter().map(Message::json).collect();
-            assert_eq!(Value::Array(got), expect, "{name}");
+            let got: Vec<MessageBody> = messages.iter().map(Message::body).collect();
+            assert_eq!(serde_json::to_value(got).unwrap(), expect, "{name}");
         }
     }
 }

@@ -7,7 +7,6 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -87,9 +86,28 @@ impl ApiError {
     }
 }
 
+/// Every error's body: `{"error": {"code": "…", "message": "…"}}`.
+#[derive(serde::Serialize, utoipa::ToSchema, utoipa::ToResponse)]
+#[response(description = "An error: a stable code and a message for people")]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, e.g. `not_found`, `insufficient_scope`, `rate_limited`.
+    pub code: String,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

@@ -15,6 +15,7 @@ mod health;
 mod mcp;
 mod metrics;
 mod oauth;
+mod openapi;
 pub mod server;
 mod tasks;
 mod web;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chatkit::routes())
         .merge(web::routes())
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
         .route(
             "/.well-known/oauth-protected-resource",

@@ -6,14 +6,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
+use super::error::ErrorBody;
 use super::{ApiError, AppJson, AppState};
 use crate::tasks::{NewTask, StatusFilter, Task, TaskError, TaskPatch, TaskRepository};
 use crate::tasks::{TASKS_READ, TASKS_WRITE};
 
 /// A task on the wire.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TaskBody {
     id: i64,
     title: String,
@@ -36,20 +38,26 @@ impl From<Task> for TaskBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 pub struct ListQuery {
+    /// `all` (the default), `pending` or `completed`.
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateBody {
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The fields to change; those left out stay as they are.
+#[derive(Deserialize, ToSchema)]
 pub struct UpdateBody {
+    #[schema(min_length = 1, max_length = 200)]
     title: Option<String>,
+    #[schema(max_length = 1000)]
     description: Option<String>,
     completed: Option<bool>,
 }
@@ -71,6 +79,11 @@ impl From<TaskError> for ApiError {
     }
 }
 
+#[utoipa::path(get, operation_id = "list_tasks", path = "/api/{user_id}/tasks", tag = "tasks",
+    params(("user_id" = String, Path, description = "The token's user"), ListQuery),
+    responses((status = 200, body = Vec<TaskBody>), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 503, response = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -88,6 +101,13 @@ pub async fn list(
     Ok(Json(tasks.into_iter().map(TaskBody::from).collect()))
 }
 
+#[utoipa::path(post, operation_id = "create_task", path = "/api/{user_id}/tasks", tag = "tasks", request_body = CreateBody,
+    params(("user_id" = String, Path, description = "The token's user")),
+    responses((status = 201, body = TaskBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 409, response = ErrorBody),
+        (status = 413, response = ErrorBody), (status = 415, response = ErrorBody),
+        (status = 422, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -103,6 +123,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(TaskBody::from(task))))
 }
 
+#[utoipa::path(get, operation_id = "get_task", path = "/api/{user_id}/tasks/{id}", tag = "tasks",
+    params(("user_id" = String, Path, description = "The token's user"), ("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = TaskBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 404, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -112,6 +137,13 @@ pub async fn get(
     Ok(Json(state.store.get(user, task_id(&id)?).await?.into()))
 }
 
+#[utoipa::path(put, operation_id = "update_task", path = "/api/{user_id}/tasks/{id}", tag = "tasks", request_body = UpdateBody,
+    params(("user_id" = String, Path, description = "The token's user"), ("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = TaskBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 404, response = ErrorBody), (status = 413, response = ErrorBody),
+        (status = 415, response = ErrorBody), (status = 422, response = ErrorBody),
+        (status = 503, response = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -129,6 +161,11 @@ pub async fn update(
     ))
 }
 
+#[utoipa::path(delete, operation_id = "delete_task", path = "/api/{user_id}/tasks/{id}", tag = "tasks",
+    params(("user_id" = String, Path, description = "The token's user"), ("id" = i64, Path, minimum = 1)),
+    responses((status = 204, description = "Deleted"), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 404, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -140,6 +177,11 @@ pub async fn delete(
 }
 
 /// `PATCH …/complete` toggles, as the spec's frontend expects.
+#[utoipa::path(patch, operation_id = "toggle_task", path = "/api/{user_id}/tasks/{id}/complete", tag = "tasks",
+    params(("user_id" = String, Path, description = "The token's user"), ("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = TaskBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 403, response = ErrorBody),
+        (status = 404, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn toggle_complete(
     State(state): State<AppState>,
     auth: AuthUser,

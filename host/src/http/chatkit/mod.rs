@@ -8,7 +8,7 @@
 //! handler each), the mapping of the transcript to items in [`items`].
 
 mod items;
-mod sessions;
+pub(super) mod sessions;
 mod stream;
 mod types;
 

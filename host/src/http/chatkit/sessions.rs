@@ -11,12 +11,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::items;
 use crate::auth::{Caller, Scopes};
 use crate::http::auth::AuthUser;
+use crate::http::error::ErrorBody;
 use crate::http::{ApiError, AppBytes, AppState};
 use crate::plugins::sha256_hex;
 use crate::store::ChatKitSession;
@@ -32,30 +33,66 @@ const MAX_LIFETIME_SECS: i64 = 24 * 60 * 60;
 const MAX_REQUESTS_PER_MINUTE: i64 = 10_000;
 
 /// Fields of OpenAI's hosted sessions API this server has no use for
-/// (`user`, `workflow`, `chatkit_configuration`) are ignored.
-#[derive(Deserialize, Default)]
-struct CreateSession {
+/// (`user`, `workflow`, `chatkit_configuration`) are ignored. The body is
+/// optional: none (or `{}`) takes every default.
+#[derive(Deserialize, Default, ToSchema)]
+pub struct CreateSession {
+    /// The conversation the widget opens; the user's latest (or a new one)
+    /// when left out.
     conversation_id: Option<i64>,
+    /// 600 s by default, at most a day.
     expires_after: Option<ExpiresAfter>,
+    /// 120 requests a minute by default.
     rate_limits: Option<RateLimits>,
 }
 
-#[derive(Deserialize)]
-struct ExpiresAfter {
+#[derive(Deserialize, ToSchema)]
+pub struct ExpiresAfter {
+    /// Must be `created_at`.
     anchor: String,
+    /// 1-86400.
     seconds: i64,
 }
 
-#[derive(Deserialize)]
-struct RateLimits {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct RateLimits {
+    /// 1-10000.
     max_requests_per_1_minute: i64,
 }
 
+/// A session, as created (with its `client_secret`) or cancelled.
+#[derive(Serialize, ToSchema)]
+pub struct SessionBody {
+    id: String,
+    /// Always `chatkit.session`.
+    object: &'static str,
+    session_id: String,
+    /// Unix seconds.
+    expires_at: i64,
+    /// `active`, `expired` or `cancelled`.
+    status: &'static str,
+    user: String,
+    max_requests_per_1_minute: i64,
+    rate_limits: RateLimits,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_id: Option<String>,
+    /// Only when created: what the widget authenticates with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+#[utoipa::path(post, operation_id = "create_chatkit_session", path = "/api/v1/chatkit/sessions", tag = "chatkit",
+    request_body(content = Option<CreateSession>, description = "Optional"),
+    responses((status = 200, body = SessionBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 413, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     AppBytes(body): AppBytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionBody>, ApiError> {
     // The body is optional: none (or `{}`) takes every default.
     let request: CreateSession = if body.iter().all(u8::is_ascii_whitespace) {
         CreateSession::default()
@@ -124,16 +161,21 @@ pub async fn create(
         .store
         .create_session(&session, &sha256_hex(secret.as_bytes()))
         .await?;
-    let mut body = session_json(&session);
-    body["client_secret"] = json!(secret);
-    Ok(Json(body))
+    Ok(Json(SessionBody {
+        client_secret: Some(secret),
+        ..SessionBody::from(&session)
+    }))
 }
 
+#[utoipa::path(post, operation_id = "cancel_chatkit_session", path = "/api/v1/chatkit/sessions/{id}/cancel", tag = "chatkit",
+    params(("id" = String, Path, description = "The session's id (`cksess_…`)")),
+    responses((status = 200, body = SessionBody), (status = 401, response = ErrorBody),
+        (status = 404, response = ErrorBody), (status = 503, response = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     AuthUser(Caller { user, .. }): AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionBody>, ApiError> {
     // Session ids are ours (`cksess_…`); anything else names no session.
     if crate::tasks::disallowed_char(&id).is_some() || id.len() > 128 {
         return Err(ApiError::not_found("no such session"));
@@ -143,7 +185,7 @@ pub async fn cancel(
         .cancel_session(&user, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?;
-    Ok(Json(session_json(&session)))
+    Ok(Json(SessionBody::from(&session)))
 }
 
 /// Who a client secret acts for (the session's user, with the scopes of
@@ -179,29 +221,31 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiE
     })
 }
 
-fn session_json(session: &ChatKitSession) -> Value {
-    let status = if session.cancelled {
-        "cancelled"
-    } else if unix_now() >= session.expires_at {
-        "expired"
-    } else {
-        "active"
-    };
-    let mut body = json!({
-        "id": session.id,
-        "object": "chatkit.session",
-        "session_id": session.id,
-        "expires_at": session.expires_at,
-        "status": status,
-        "user": session.user_id,
-        "max_requests_per_1_minute": session.max_per_minute,
-        "rate_limits": {"max_requests_per_1_minute": session.max_per_minute},
-    });
-    if let Some(id) = session.conversation_id {
-        body["conversation_id"] = json!(id);
-        body["thread_id"] = json!(items::thread_id(id));
+impl From<&ChatKitSession> for SessionBody {
+    fn from(session: &ChatKitSession) -> Self {
+        let status = if session.cancelled {
+            "cancelled"
+        } else if unix_now() >= session.expires_at {
+            "expired"
+        } else {
+            "active"
+        };
+        SessionBody {
+            id: session.id.clone(),
+            object: "chatkit.session",
+            session_id: session.id.clone(),
+            expires_at: session.expires_at,
+            status,
+            user: session.user_id.clone(),
+            max_requests_per_1_minute: session.max_per_minute,
+            rate_limits: RateLimits {
+                max_requests_per_1_minute: session.max_per_minute,
+            },
+            conversation_id: session.conversation_id,
+            thread_id: session.conversation_id.map(items::thread_id),
+            client_secret: None,
+        }
     }
-    body
 }
 
 fn unix_now() -> i64 {
