@@ -113,7 +113,8 @@ async fn the_official_conformance_scenarios_pass() {
     }
 }
 
-/// The checks in every `checks.json` under `dir`.
+/// Every check the suite saved under `dir` (each scenario writes its own
+/// checks file, named below).
 fn checks_in(dir: &std::path::Path) -> Vec<Value> {
     let mut checks = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
