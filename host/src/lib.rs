@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod kv;
 pub mod plugins;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use agent::{Agent, AgentConfig};
 use auth::{AuthConfig, Authenticator};
 use config::ServeConfig;
+use fleet::Fleet;
 use plugins::{
     CompileMode, PluginSource, PolicySource, Registry, Reloader, Runtime, RuntimeOptions,
     TaskLimits,
@@ -112,8 +114,25 @@ pub async fn run(
     if let Err(err) = reloader.watch() {
         tracing::warn!(error = %format!("{err:#}"), "cannot watch the plugin directory; reload with SIGHUP or the admin API");
     }
-    let first_load = reloader.clone();
-    tokio::spawn(async move { first_load.reload().await });
+    // On PostgreSQL the replicas share the plugins installed through the
+    // admin API: copied in before the first load, followed afterwards.
+    let fleet = store
+        .is_shared()
+        .then(|| Fleet::new(store.clone(), reloader.clone(), config.database_url.clone()));
+    let draining = CancellationToken::new();
+    let first_load = (reloader.clone(), fleet.clone(), draining.clone());
+    tokio::spawn(async move {
+        let (reloader, fleet, draining) = first_load;
+        if let Some(fleet) = &fleet {
+            if let Err(err) = fleet.copy_in().await {
+                tracing::warn!(error = %err, "cannot read the fleet's plugin set; loading the directory as it is");
+            }
+        }
+        reloader.reload().await;
+        if let Some(fleet) = fleet {
+            fleet.follow(draining);
+        }
+    });
 
     let audit = Arc::new(audit::Audit::start(
         store.clone(),
@@ -146,7 +165,8 @@ pub async fn run(
         auth: Arc::new(authenticator),
         dev_secret,
         config: Arc::new(config),
-        draining: CancellationToken::new(),
+        fleet,
+        draining,
     };
     let store = state.store.clone();
     let audit = state.audit.clone();

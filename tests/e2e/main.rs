@@ -9,6 +9,7 @@ mod chat;
 mod chatkit;
 mod check;
 mod durability;
+mod fleet;
 #[path = "../harness.rs"]
 mod harness;
 mod hostile;

@@ -246,7 +246,7 @@ impl Agent {
         Agent {
             audit,
             upstream: Upstream::new(config.provider_timeout),
-            turn_limiter: RateLimiter::new(config.turns_per_minute),
+            turn_limiter: RateLimiter::new(config.turns_per_minute, &store),
             runtime,
             registry,
             store,
@@ -272,9 +272,7 @@ impl Agent {
                 content,
             } => {
                 check_message(content)?;
-                self.turn_limiter
-                    .check(user)
-                    .map_err(AgentError::RateLimited)?;
+                self.turn_limiter.check(user).await?;
                 match conversation_id {
                     Some(id) => {
                         let mut conversation = self.own_conversation(user, *id).await?;
@@ -309,9 +307,7 @@ impl Agent {
                 if message.role != Role::User {
                     return Err(AgentError::NotAUserMessage(*message_id));
                 }
-                self.turn_limiter
-                    .check(user)
-                    .map_err(AgentError::RateLimited)?;
+                self.turn_limiter.check(user).await?;
                 self.store
                     .delete_messages_after(conversation.id, message.id)
                     .await?;

@@ -22,6 +22,7 @@ use super::auth::bearer_token;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::audit::AuditEntry;
+use crate::fleet::Fleet;
 use crate::plugins::{Manifest, PluginFiles, ReloadReport};
 
 /// Largest component accepted by upload.
@@ -275,12 +276,20 @@ pub async fn upload(
             clash.to_string(),
         ));
     }
-    // The component first: a reload that sees the new manifest finds the
-    // component it describes.
-    write_atomically(&files.manifest_path.with_extension("wasm"), &files.wasm)
-        .map_err(ApiError::internal)?;
-    write_atomically(&files.manifest_path, &files.manifest).map_err(ApiError::internal)?;
-    let report = state.reloader.reload().await;
+    let report = match &state.fleet {
+        // The fleet's: stored for every replica, then copied in here too.
+        Some(fleet) => {
+            state
+                .store
+                .fleet_install(&name, &files.manifest, &files.wasm, &plugin.sha256)
+                .await?;
+            fleet_sync(&state, fleet).await?
+        }
+        None => {
+            files.write().map_err(ApiError::internal)?;
+            state.reloader.reload().await
+        }
+    };
     if let Some((_, error)) = report.rejected.iter().find(|(file, _)| *file == name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -308,10 +317,26 @@ pub async fn remove(
             "plugin {name:?} has no files to remove"
         )));
     };
-    std::fs::remove_file(&origin).map_err(ApiError::internal)?;
-    let _ = std::fs::remove_file(origin.with_extension("wasm"));
-    state.reloader.reload().await;
+    match &state.fleet {
+        Some(fleet) => {
+            state.store.fleet_remove(&name).await?;
+            fleet_sync(&state, fleet).await?;
+        }
+        None => {
+            PluginFiles::remove(&origin).map_err(ApiError::internal)?;
+            state.reloader.reload().await;
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The fleet's set copied in here, and what the reload did (a reload even
+/// if nothing changed, so the answer says what serves).
+async fn fleet_sync(state: &AppState, fleet: &Fleet) -> Result<ReloadReport, ApiError> {
+    Ok(match fleet.sync().await? {
+        Some(report) => report,
+        None => state.reloader.reload().await,
+    })
 }
 
 /// `POST /admin/plugins/{name}/grant`: grants the plugin in the directory
@@ -358,12 +383,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("upload-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// `DELETE /admin/plugins/{name}/data`: deletes everything the plugin

@@ -30,6 +30,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         Json(json!({
             "status": word,
             "plugins": snapshot.plugins().count(),
+            // What this replica serves, so that a rollout can be watched.
+            "digests": snapshot
+                .plugins()
+                .map(|plugin| (plugin.name().to_string(), json!(plugin.sha256)))
+                .collect::<serde_json::Map<_, _>>(),
             "tools": snapshot.tools().len(),
             "rejected": snapshot.rejected().len(),
             // What keeps each one out (a broken file, a clash, a missing grant).

@@ -57,6 +57,8 @@ pub struct AppState {
     /// page may ask for a demo token.
     pub dev_secret: Option<Arc<Vec<u8>>>,
     pub config: Arc<ServeConfig>,
+    /// The replicas' shared plugin set, on PostgreSQL.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Cancelled when shutdown begins, so streams that would run forever
     /// (MCP subscriptions) end and let their connections close.
     pub draining: tokio_util::sync::CancellationToken,

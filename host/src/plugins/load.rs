@@ -338,6 +338,29 @@ impl PluginFiles {
     pub fn fingerprint(&self) -> String {
         format!("{}:{}", sha256_hex(&self.wasm), sha256_hex(&self.manifest))
     }
+
+    /// Writes the pair into place, each file atomically (a temporary file,
+    /// then a rename), the component first: a reload that sees the new
+    /// manifest finds the component it describes.
+    pub fn write(&self) -> std::io::Result<()> {
+        write_atomically(&self.manifest_path.with_extension("wasm"), &self.wasm)?;
+        write_atomically(&self.manifest_path, &self.manifest)
+    }
+
+    /// Removes the pair (the manifest first, which is what a reload looks for).
+    pub fn remove(manifest_path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(manifest_path)?;
+        match std::fs::remove_file(manifest_path.with_extension("wasm")) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("upload-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LoadError> {

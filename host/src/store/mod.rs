@@ -7,6 +7,7 @@
 
 mod audit;
 mod conversations;
+mod fleet;
 mod kv;
 mod messages;
 mod sessions;
@@ -16,6 +17,7 @@ mod transcript;
 
 pub use audit::AuditFilter;
 pub use conversations::Conversation;
+pub use fleet::{FleetPlugin, PLUGINS_CHANNEL};
 pub use messages::{Answer, NewMessage, Question, Role, SKIPPED, StoredMessage, ToolCall};
 pub use sessions::ChatKitSession;
 pub use transcript::{Order, ToolCallRecord, TranscriptEntry};

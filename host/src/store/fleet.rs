@@ -1,0 +1,120 @@
+//! What the replicas of a fleet share through PostgreSQL: the plugins
+//! installed through the admin API (`fleet_plugins`, announced with
+//! `NOTIFY`), and rate-limit windows (`rate_windows`). SQLite serves one
+//! process, which keeps both to itself; these methods are for PostgreSQL.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, db_error, decode_all, now};
+
+/// The channel a change of the plugin set is announced on.
+pub const PLUGINS_CHANNEL: &str = "wasmgate_plugins";
+
+/// One row of the shared plugin set, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetPlugin {
+    pub name: String,
+    /// `None` once removed.
+    pub sha256: Option<String>,
+}
+
+impl Store {
+    /// Whether this store is one that several processes share.
+    pub fn is_shared(&self) -> bool {
+        self.backend == super::Backend::Postgres
+    }
+
+    /// Installs (or replaces) a plugin for the whole fleet, and tells the
+    /// other replicas.
+    pub async fn fleet_install(
+        &self,
+        name: &str,
+        manifest: &[u8],
+        component: &[u8],
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "WITH put AS (INSERT INTO fleet_plugins \
+             (name, state, manifest, component, sha256, updated_at) \
+             VALUES ($1, 'installed', $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET state = 'installed', manifest = $2, \
+             component = $3, sha256 = $4, updated_at = $5 RETURNING name) \
+             SELECT pg_notify($6, name) FROM put",
+        )
+        .bind(name)
+        .bind(manifest.to_vec())
+        .bind(component.to_vec())
+        .bind(sha256)
+        .bind(now())
+        .bind(PLUGINS_CHANNEL);
+        self.write(query).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Removes a plugin from the whole fleet, and tells the other replicas.
+    pub async fn fleet_remove(&self, name: &str) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "WITH gone AS (INSERT INTO fleet_plugins (name, state, updated_at) \
+             VALUES ($1, 'removed', $2) \
+             ON CONFLICT (name) DO UPDATE SET state = 'removed', manifest = NULL, \
+             component = NULL, sha256 = NULL, updated_at = $2 RETURNING name) \
+             SELECT pg_notify($3, name) FROM gone",
+        )
+        .bind(name)
+        .bind(now())
+        .bind(PLUGINS_CHANNEL);
+        self.write(query).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The shared plugin set, without the bytes.
+    pub async fn fleet_plugins(&self) -> Result<Vec<FleetPlugin>, StoreError> {
+        let rows = sqlx::query("SELECT name, sha256 FROM fleet_plugins ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        decode_all(&rows, |row| {
+            Ok(FleetPlugin {
+                name: row.try_get("name")?,
+                sha256: row.try_get("sha256")?,
+            })
+        })
+    }
+
+    /// An installed plugin's manifest and component, if it is installed as
+    /// `sha256` (it may have changed since it was listed).
+    pub async fn fleet_files(
+        &self,
+        name: &str,
+        sha256: &str,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT manifest, component FROM fleet_plugins \
+             WHERE name = $1 AND sha256 = $2 AND state = 'installed'",
+        )
+        .bind(name)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| Ok((row.try_get("manifest")?, row.try_get("component")?)))
+            .transpose()
+            .map_err(db_error)
+    }
+
+    /// Counts one event for `key` in the one-minute window starting at
+    /// `window_start` (unix seconds); the count so far in it.
+    pub async fn count_in_window(&self, key: &str, window_start: i64) -> Result<i64, StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO rate_windows (key, window_start, count) VALUES ($1, $2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+             count = CASE WHEN rate_windows.window_start = $2 THEN rate_windows.count + 1 ELSE 1 END, \
+             window_start = $2 \
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(window_start);
+        let row = self.write_returning(query).await.map_err(db_error)?;
+        super::returned(row)?.try_get("count").map_err(db_error)
+    }
+}
