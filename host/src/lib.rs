@@ -123,10 +123,10 @@ pub async fn run(
     let first_load = (reloader.clone(), fleet.clone(), draining.clone());
     tokio::spawn(async move {
         let (reloader, fleet, draining) = first_load;
-        if let Some(fleet) = &fleet {
-            if let Err(err) = fleet.copy_in().await {
-                tracing::warn!(error = %err, "cannot read the fleet's plugin set; loading the directory as it is");
-            }
+        if let Some(fleet) = &fleet
+            && let Err(err) = fleet.copy_in().await
+        {
+            tracing::warn!(error = %err, "cannot read the fleet's plugin set; loading the directory as it is");
         }
         reloader.reload().await;
         if let Some(fleet) = fleet {
