@@ -146,7 +146,9 @@ impl Scopes {
                     .map(str::to_string)
                     .collect(),
             ),
-            (None, _) => Scopes::Unrestricted,
+            (None, None) => Scopes::Unrestricted,
+            // A claim of another shape grants nothing, rather than everything.
+            (None, Some(_)) => Scopes::Only(Default::default()),
         }
     }
 }
@@ -401,4 +403,51 @@ pub fn random_secret() -> Vec<u8> {
     let mut secret = vec![0u8; 32];
     getrandom::fill(&mut secret).expect("the OS random source is available");
     secret
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn scope_claims_decide_which_tools_a_token_may_use() {
+        // (scope claim, scp claim, tool's scope, allowed)
+        let cases = [
+            (None, None, Some("tasks:write"), true),
+            (None, None, None, true),
+            (Some("tasks:read"), None, Some("tasks:read"), true),
+            (Some("tasks:read"), None, Some("tasks:write"), false),
+            (Some("tasks:read"), None, None, false),
+            (Some(""), None, Some("tasks:read"), false),
+            (Some("openid  tasks:write"), None, Some("tasks:write"), true),
+            (None, Some(json!(["tasks:read"])), Some("tasks:read"), true),
+            (
+                None,
+                Some(json!("tasks:read tasks:write")),
+                Some("tasks:write"),
+                true,
+            ),
+            (None, Some(json!(42)), Some("tasks:write"), false),
+            // `scope` wins over `scp`.
+            (
+                Some("tasks:read"),
+                Some(json!(["tasks:write"])),
+                Some("tasks:write"),
+                false,
+            ),
+        ];
+        for (scope, scp, needed, allowed) in cases {
+            let scopes = Scopes::from_claims(scope.map(str::to_string), scp.clone());
+            assert_eq!(
+                scopes.allow(needed),
+                allowed,
+                "scope {scope:?}, scp {scp:?}, tool needs {needed:?}"
+            );
+        }
+        let only = Scopes::from_claim(Some("b a"));
+        assert_eq!(only.to_claim().as_deref(), Some("a b"));
+        assert_eq!(Scopes::Unrestricted.to_claim(), None);
+    }
 }
