@@ -147,18 +147,48 @@ async function openConversation(id) {
   localStorage.setItem(CONVERSATION_KEY, String(id));
   $("log").replaceChildren();
   $("chat-error").textContent = "";
-  // A reply shows as it streamed: its tool calls, then its text.
+  // A reply shows as it streamed: its tool calls, then its text. The
+  // host's `ask_user` is the question itself, not a tool to show.
   for (const message of messages) {
     for (const call of message.tool_calls ?? []) {
+      if (call.name === ASK_USER) continue;
       const card = addToolCall(call.name, call.arguments);
       if (call.result !== null) card.finish(call.result, call.is_error);
     }
     if (message.content) addMessage(message.role, message.content);
   }
+  // A question still waiting for its answer offers its options.
+  const last = messages.at(-1);
+  const asked = last?.tool_calls?.find((call) => call.name === ASK_USER && !call.is_error);
+  if (asked) addChoices(asked.arguments.options ?? []);
   await refreshConversations();
 }
 
 // ---- the chat log ----------------------------------------------------------
+
+/// The host's tool for a question to the person (docs/HTTP-API.md, "Questions").
+const ASK_USER = "ask_user";
+
+/// A question's options as buttons; choosing one sends it as the answer.
+function addChoices(options) {
+  if (options.length === 0) return;
+  const item = document.createElement("li");
+  item.className = "choices";
+  for (const option of options) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = option;
+    button.addEventListener("click", () => {
+      if ($("send").disabled) return;
+      item.remove();
+      $("message").value = option;
+      $("composer").requestSubmit();
+    });
+    item.append(button);
+  }
+  $("log").append(item);
+  item.scrollIntoView({ block: "end" });
+}
 
 function addMessage(role, text) {
   const item = document.createElement("li");
@@ -213,8 +243,10 @@ function showChatError(error) {
 /// Sends one message and renders the turn as it streams.
 async function send(content) {
   $("chat-error").textContent = "";
+  for (const choices of $("log").querySelectorAll(".choices")) choices.remove();
   const mine = addMessage("user", content);
   let reply = null;
+  let question = null;
   const cards = new Map();
   let response;
   try {
@@ -235,6 +267,8 @@ async function send(content) {
     } else if (event === "delta") {
       reply ??= addMessage("assistant", "");
       reply.textContent += data.text;
+    } else if (event === "tool_call" && data.name === ASK_USER) {
+      question = data.arguments;
     } else if (event === "tool_call") {
       reply = null;
       cards.set(data.id, addToolCall(data.name, data.arguments));
@@ -247,6 +281,7 @@ async function send(content) {
     }
   }
   if (!finished) throw new ApiError("The connection was lost before the reply finished; your message was saved.");
+  if (question) addChoices(question.options ?? []);
 }
 
 /// The server-sent events of a response, as [name, data] pairs.

@@ -74,6 +74,24 @@ try {
   check(true, "after a reload the conversation is shown again");
   await page.screenshot({ path: `${shots}/chat-page.png`, fullPage: true });
 
+  // A question offers its options as buttons; choosing one answers it.
+  await message.fill("Add a task to buy oat milk");
+  await message.press("Enter");
+  await page.locator(".msg.assistant", { hasText: "Buy oat milk" }).waitFor();
+  await message.fill("Delete the milk task");
+  await message.press("Enter");
+  const choice = page.locator(".choices button", { hasText: "Buy oat milk" });
+  await choice.waitFor();
+  check(await page.locator(".choices button").count() === 2, "the question offers both matching tasks");
+  check(await page.locator(".tool", { hasText: "ask_user" }).count() === 0, "the question is not shown as a tool call");
+  await page.screenshot({ path: `${shots}/chat-page-question.png`, fullPage: true });
+  await choice.click();
+  await page.locator(".msg.user", { hasText: "\"Buy oat milk\"" }).waitFor();
+  await page.locator(".msg.assistant", { hasText: "Deleted" }).last().waitFor();
+  check(await page.locator(".choices").count() === 0, "the options are gone once answered");
+  await page.locator("#task-list li", { hasText: "Buy oat milk" }).waitFor({ state: "detached" });
+  check(true, "the chosen task is deleted");
+
   // A server error reaches the person, and what they typed is kept.
   const tooLong = "x".repeat(8001);
   await message.fill(tooLong);
