@@ -180,6 +180,18 @@ async fn three_replicas_share_one_plugin_set_and_one_rate_limit() {
         .converge(&all, "delete_task", false, Duration::from_secs(2))
         .await;
 
+    // Grants are the shared policy file's: one replica does not change its own.
+    let granted = fleet
+        .client
+        .post(fleet.servers[0].url("/admin/plugins/greeter/grant"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), StatusCode::CONFLICT);
+    let body: Value = granted.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "fleet_policy");
+
     // A broken upload is refused where it is made and serves nowhere.
     assert_eq!(
         fleet.upload(1, b"not a component".to_vec()).await,

@@ -346,13 +346,23 @@ async fn fleet_sync(state: &AppState, fleet: &Fleet) -> Result<ReloadReport, Api
     params(("name" = String, Path)),
     responses((status = 200, body = ReloadBody), (status = 400, response = ErrorBody),
         (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
-        (status = 422, response = ErrorBody)))]
+        (status = 409, response = ErrorBody), (status = 422, response = ErrorBody)))]
 pub async fn grant(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<ReloadBody>, ApiError> {
     if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
+    }
+    // One replica's policy file changed alone would make the fleet grant
+    // differently from replica to replica.
+    if state.fleet.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "fleet_policy",
+            "on a fleet the grants are the policy file every replica reads; change it \
+             for all of them (docs/DEPLOY.md, \"Grants\")",
+        ));
     }
     let path = state.reloader.dir().join(format!("{name}.toml"));
     let text = std::fs::read_to_string(&path)
