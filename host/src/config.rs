@@ -95,6 +95,28 @@ pub enum PluginsCommand {
         #[arg(long, env = "WASMGATE_POLICY")]
         policy: Option<PathBuf>,
     },
+    /// Make an ed25519 key pair for signing plugins: the secret key is
+    /// written to `--out` (keep it secret), the public key printed, for the
+    /// policy's `trusted_keys`.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component with a secret key from `keygen`: writes `<name>.sig`
+    /// beside `<name>.wasm`.
+    Sign {
+        /// The secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        file: PathBuf,
+    },
+    /// Check a component's signature (`<name>.sig` beside it) against a
+    /// public key (`ed25519:…`). Exits with status 1 and a reason otherwise.
+    Verify {
+        #[arg(long)]
+        key: String,
+        file: PathBuf,
+    },
     /// Run one tool of a component with fake capabilities (tasks in memory)
     /// and print its result: the plugin author's test harness.
     Run {

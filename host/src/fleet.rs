@@ -14,7 +14,6 @@
 //! plugin set, as before.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::plugins::{PluginFiles, ReloadReport, Reloader, sha256_hex};
+use crate::plugins::{PluginFiles, ReloadReport, Reloader};
 use crate::store::{PLUGINS_CHANNEL, Store, StoreError};
 
 /// How often a replica compares its plugins with the database anyway.
@@ -34,9 +33,9 @@ pub struct Fleet {
     store: Store,
     reloader: Arc<Reloader>,
     database_url: String,
-    /// Plugin name → the sha256 last copied in (`None`: removed). Locked
-    /// for a whole copy, which serialises them.
-    copied: Mutex<HashMap<String, Option<String>>>,
+    /// Plugin name → the change (`updated_at`) last copied in. Locked for a
+    /// whole copy, which serialises them.
+    copied: Mutex<HashMap<String, String>>,
 }
 
 impl Fleet {
@@ -56,29 +55,30 @@ impl Fleet {
         let dir = self.reloader.dir();
         let mut changed = false;
         for row in self.store.fleet_plugins().await? {
-            if copied.get(&row.name) == Some(&row.sha256) {
+            if copied.get(&row.name) == Some(&row.updated_at) {
                 continue;
             }
             let manifest_path = dir.join(format!("{}.toml", row.name));
             match &row.sha256 {
-                Some(sha256) if on_disk(&manifest_path).as_ref() == Some(sha256) => {}
                 Some(sha256) => {
                     // Replaced since it was listed: the next copy takes the new one.
-                    let Some((manifest, wasm)) = self.store.fleet_files(&row.name, sha256).await?
+                    let Some(files) = self
+                        .store
+                        .fleet_files(&row.name, sha256, manifest_path.clone())
+                        .await?
                     else {
                         continue;
                     };
-                    let files = PluginFiles {
-                        manifest_path,
-                        manifest,
-                        wasm,
-                    };
-                    if let Err(err) = files.write() {
-                        tracing::error!(plugin = %row.name, error = %err, "cannot write a fleet plugin");
-                        continue;
+                    // Already here (a restart): nothing to write.
+                    let here = PluginFiles::read(&manifest_path).ok();
+                    if here.is_none_or(|here| here.fingerprint() != files.fingerprint()) {
+                        if let Err(err) = files.write() {
+                            tracing::error!(plugin = %row.name, error = %err, "cannot write a fleet plugin");
+                            continue;
+                        }
+                        tracing::info!(plugin = %row.name, %sha256, "fleet plugin copied in");
+                        changed = true;
                     }
-                    tracing::info!(plugin = %row.name, %sha256, "fleet plugin copied in");
-                    changed = true;
                 }
                 None if manifest_path.exists() => {
                     if let Err(err) = PluginFiles::remove(&manifest_path) {
@@ -90,7 +90,7 @@ impl Fleet {
                 }
                 None => {}
             }
-            copied.insert(row.name, row.sha256);
+            copied.insert(row.name, row.updated_at);
         }
         Ok(changed)
     }
@@ -161,14 +161,4 @@ impl Fleet {
             tracing::warn!(error = %err, "cannot read the fleet's plugin set; retrying");
         }
     }
-}
-
-/// The sha256 of the component beside `manifest_path`, if there is one.
-fn on_disk(manifest_path: &Path) -> Option<String> {
-    if !manifest_path.exists() {
-        return None;
-    }
-    std::fs::read(manifest_path.with_extension("wasm"))
-        .ok()
-        .map(|wasm| sha256_hex(&wasm))
 }

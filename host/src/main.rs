@@ -68,6 +68,9 @@ fn main() -> ExitCode {
                     plugins,
                     policy,
                 } => wasmgate::cli::grant::run(&name, &plugins, policy.as_deref()),
+                PluginsCommand::Keygen { out } => wasmgate::cli::sign::keygen(&out),
+                PluginsCommand::Sign { key, file } => wasmgate::cli::sign::sign(&key, &file),
+                PluginsCommand::Verify { key, file } => wasmgate::cli::sign::verify(&key, &file),
                 PluginsCommand::Run {
                     file,
                     tool,

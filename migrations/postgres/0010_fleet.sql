@@ -10,6 +10,7 @@ CREATE TABLE fleet_plugins (
     state       TEXT   NOT NULL CHECK (state IN ('installed', 'removed')),
     manifest    BYTEA,
     component   BYTEA,
+    signature   BYTEA,
     sha256      TEXT,
     updated_at  TEXT   NOT NULL
 );

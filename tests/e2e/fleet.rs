@@ -94,10 +94,16 @@ impl Replicas {
         }
     }
 
-    async fn upload(&self, replica: usize, wasm: Vec<u8>) -> StatusCode {
-        let form = reqwest::multipart::Form::new()
+    async fn upload(&self, replica: usize, wasm: Vec<u8>, signature: Option<&str>) -> StatusCode {
+        let mut form = reqwest::multipart::Form::new()
             .part("component", reqwest::multipart::Part::bytes(wasm))
             .part("manifest", reqwest::multipart::Part::text(GREETER));
+        if let Some(signature) = signature {
+            form = form.part(
+                "signature",
+                reqwest::multipart::Part::text(signature.to_string()),
+            );
+        }
         self.client
             .put(self.servers[replica].url("/admin/plugins/greeter"))
             .bearer_auth(ADMIN)
@@ -150,7 +156,7 @@ async fn three_replicas_share_one_plugin_set_and_one_rate_limit() {
     let all = [0, 1, 2];
 
     // Uploaded on A: serving on B and C within 2 s.
-    assert_eq!(fleet.upload(0, greeter()).await, StatusCode::OK);
+    assert_eq!(fleet.upload(0, greeter(), None).await, StatusCode::OK);
     let took = fleet
         .converge(&all, "greet", true, Duration::from_secs(2))
         .await;
@@ -194,7 +200,7 @@ async fn three_replicas_share_one_plugin_set_and_one_rate_limit() {
 
     // A broken upload is refused where it is made and serves nowhere.
     assert_eq!(
-        fleet.upload(1, b"not a component".to_vec()).await,
+        fleet.upload(1, b"not a component".to_vec(), None).await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -218,9 +224,18 @@ async fn three_replicas_share_one_plugin_set_and_one_rate_limit() {
     .await
     .unwrap();
     assert_eq!(cut.len(), 3, "one LISTEN connection per replica");
-    assert_eq!(fleet.upload(0, greeter()).await, StatusCode::OK);
+    // (The same component, with a signature this time, which travels with it.)
+    let signature = "ed25519:c2lnbmVkIGJ5IHRoZSB0ZXN0";
+    assert_eq!(
+        fleet.upload(0, greeter(), Some(signature)).await,
+        StatusCode::OK
+    );
     let limit = wasmgate::fleet::RECONCILE + Duration::from_secs(3);
     fleet.converge(&all, "greet", true, limit).await;
+    for dir in &fleet._dirs {
+        let copied = std::fs::read_to_string(dir.path().join("greeter.sig")).unwrap();
+        assert_eq!(copied, signature);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,5 +24,6 @@ mod reload;
 mod sandbox;
 mod scopes;
 mod serve;
+mod signatures;
 mod support;
 mod tasks;

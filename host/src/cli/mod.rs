@@ -4,3 +4,4 @@ pub mod check;
 pub mod grant;
 pub mod new_plugin;
 pub mod run_tool;
+pub mod sign;

@@ -193,6 +193,10 @@ pub struct Upload {
     /// The manifest's TOML.
     #[schema(format = Binary, value_type = String)]
     manifest: Vec<u8>,
+    /// The component's signature (`wasmgate plugins sign`), for a policy
+    /// that requires one.
+    #[schema(format = Binary, value_type = Option<String>)]
+    signature: Option<Vec<u8>>,
 }
 
 /// `PUT /admin/plugins/{name}`: multipart with a `component` (the .wasm)
@@ -212,7 +216,7 @@ pub async fn upload(
     if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
     }
-    let (mut wasm, mut manifest) = (None, None);
+    let (mut wasm, mut manifest, mut signature) = (None, None, None);
     while let Some(field) = multipart
         .next_field()
         .await
@@ -233,9 +237,10 @@ pub async fn upload(
         match part.as_str() {
             "component" => wasm = Some(bytes.to_vec()),
             "manifest" => manifest = Some(bytes.to_vec()),
+            "signature" => signature = Some(bytes.to_vec()),
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unexpected part {other:?}; send `component` and `manifest`"
+                    "unexpected part {other:?}; send `component`, `manifest` and optionally `signature`"
                 )));
             }
         }
@@ -251,6 +256,7 @@ pub async fn upload(
         manifest_path: dir.join(format!("{name}.toml")),
         manifest,
         wasm,
+        signature,
     };
     let plugin = state.runtime.load_files(&files).await.map_err(|err| {
         ApiError::new(
@@ -281,7 +287,7 @@ pub async fn upload(
         Some(fleet) => {
             state
                 .store
-                .fleet_install(&name, &files.manifest, &files.wasm, &plugin.sha256)
+                .fleet_install(&name, &files, &plugin.sha256)
                 .await?;
             fleet_sync(&state, fleet).await?
         }

@@ -50,6 +50,9 @@ pub enum LoadError {
     },
     #[error("{0}")]
     NotGrantedByPolicy(String),
+    /// The policy requires a signature this component does not carry.
+    #[error("{0}")]
+    Signature(String),
     #[error("plugin {plugin} does not fit the host's budget: {message}")]
     Budget { plugin: String, message: String },
     #[error("the component cannot be linked: {0}")]

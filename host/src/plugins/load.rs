@@ -59,6 +59,7 @@ impl Runtime {
         let mut plugin = self.load(manifest, &files.wasm).await?;
         plugin.origin = Some(files.manifest_path.clone());
         plugin.source = files.fingerprint();
+        plugin.signature = files.signature_text();
         Ok(plugin)
     }
 
@@ -118,6 +119,7 @@ impl Runtime {
             loaded_at: SystemTime::now(),
             origin: None,
             source: String::new(),
+            signature: None,
             grant: Arc::default(),
             stats: Default::default(),
             instances,
@@ -317,43 +319,87 @@ fn capability_import(capability: Capability) -> &'static str {
     }
 }
 
-/// A plugin's two files as read from its directory.
+/// A plugin's files as read from its directory: the manifest, the
+/// component, and the component's signature if it has one.
 pub struct PluginFiles {
     pub manifest_path: PathBuf,
     pub manifest: Vec<u8>,
     pub wasm: Vec<u8>,
+    /// `<name>.sig` (see [`super::signature`]).
+    pub signature: Option<Vec<u8>>,
 }
 
 impl PluginFiles {
     pub fn read(manifest_path: &Path) -> Result<PluginFiles, LoadError> {
+        let signature_path = manifest_path.with_extension(SIGNATURE_EXTENSION);
         Ok(PluginFiles {
             manifest_path: manifest_path.to_path_buf(),
             manifest: read(manifest_path)?,
             wasm: read(&manifest_path.with_extension("wasm"))?,
+            signature: match std::fs::read(&signature_path) {
+                Ok(bytes) => Some(bytes),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(LoadError::Io {
+                        path: signature_path.display().to_string(),
+                        source,
+                    });
+                }
+            },
         })
     }
 
-    /// Identifies the pair's content: a reload reuses a loaded plugin whose
+    /// Identifies the files' content: a reload reuses a loaded plugin whose
     /// files have not changed instead of compiling it again.
     pub fn fingerprint(&self) -> String {
-        format!("{}:{}", sha256_hex(&self.wasm), sha256_hex(&self.manifest))
+        let signature = self
+            .signature
+            .as_deref()
+            .map(sha256_hex)
+            .unwrap_or_default();
+        format!(
+            "{}:{}:{signature}",
+            sha256_hex(&self.wasm),
+            sha256_hex(&self.manifest)
+        )
     }
 
-    /// Writes the pair into place, each file atomically (a temporary file,
-    /// then a rename), the component first: a reload that sees the new
-    /// manifest finds the component it describes.
+    /// The signature's text, if there is one.
+    pub fn signature_text(&self) -> Option<String> {
+        self.signature
+            .as_deref()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// Writes the files into place, each atomically (a temporary file, then
+    /// a rename), the manifest last: a reload that sees the new manifest
+    /// finds the component (and signature) it describes. A plugin without a
+    /// signature leaves none of an earlier version behind.
     pub fn write(&self) -> std::io::Result<()> {
+        let signature_path = self.manifest_path.with_extension(SIGNATURE_EXTENSION);
+        match &self.signature {
+            Some(signature) => write_atomically(&signature_path, signature)?,
+            None => remove_if_there(&signature_path)?,
+        }
         write_atomically(&self.manifest_path.with_extension("wasm"), &self.wasm)?;
         write_atomically(&self.manifest_path, &self.manifest)
     }
 
-    /// Removes the pair (the manifest first, which is what a reload looks for).
+    /// Removes the files (the manifest first, which is what a reload looks for).
     pub fn remove(manifest_path: &Path) -> std::io::Result<()> {
         std::fs::remove_file(manifest_path)?;
-        match std::fs::remove_file(manifest_path.with_extension("wasm")) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
-        }
+        remove_if_there(&manifest_path.with_extension("wasm"))?;
+        remove_if_there(&manifest_path.with_extension(SIGNATURE_EXTENSION))
+    }
+}
+
+/// `<name>.sig`: the component's signature, beside it.
+pub const SIGNATURE_EXTENSION: &str = "sig";
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod provider;
 mod registry;
 mod reload;
 mod runtime;
+pub mod signature;
 mod state;
 pub mod stats;
 
@@ -30,7 +31,7 @@ pub use capabilities::tasks::TaskLimits;
 pub use compile::CompileMode;
 pub use engine::{Allocator, AllocatorChoice};
 pub use error::{CallError, LoadError};
-pub use load::{ASK_USER, Inspection, PluginFiles, sha256_hex};
+pub use load::{ASK_USER, Inspection, PluginFiles, SIGNATURE_EXTENSION, sha256_hex};
 pub use manifest::{Capability, Manifest, PluginKind, ProviderEndpoint};
 pub use policy::{Denied, Grant, Policy, PolicySource};
 pub use registry::{PluginSource, Registry, Snapshot, ToolOwners};

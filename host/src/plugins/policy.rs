@@ -29,6 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{Capability, Manifest, check_scope, normalize_host};
+use super::signature::PublicKey;
 use crate::kv::KvQuota;
 
 /// The file name of the policy when it sits in the plugin directory (its
@@ -88,6 +89,10 @@ impl PolicySource {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// Public keys (`ed25519:<base64>`) whose signatures the policy trusts,
+    /// for plugins that `require_signature`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
     #[serde(skip)]
@@ -129,6 +134,9 @@ pub struct PluginPolicy {
     /// the scope the manifest declares.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scopes: BTreeMap<String, String>,
+    /// Serve only a component signed by one of `trusted_keys`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signature: bool,
 }
 
 /// `header: prefix + secret` on every request to `host`.
@@ -219,6 +227,9 @@ impl fmt::Display for Denied {
 impl Policy {
     pub fn parse(text: &str) -> Result<Policy, String> {
         let policy: Policy = toml::from_str(text).map_err(|err| err.to_string())?;
+        for key in &policy.trusted_keys {
+            PublicKey::parse(key).map_err(|err| format!("trusted_keys: {err}"))?;
+        }
         for (name, entry) in &policy.plugins {
             for host in &entry.hosts {
                 normalize_host(host).map_err(|err| format!("plugins.{name}.hosts: {err}"))?;
@@ -228,6 +239,42 @@ impl Policy {
             }
         }
         Ok(policy)
+    }
+
+    /// Whether plugin `name`, a component with `sha256` and `signature` (the
+    /// text of its `.sig`), is signed as the policy requires; why not.
+    pub fn check_signature(
+        &self,
+        name: &str,
+        sha256: &str,
+        signature: Option<&str>,
+    ) -> Result<(), String> {
+        if !self
+            .plugins
+            .get(name)
+            .is_some_and(|entry| entry.require_signature)
+        {
+            return Ok(());
+        }
+        let Some(signature) = signature else {
+            return Err(format!(
+                "plugin {name} is not signed ({name}.sig is missing), and the policy requires \
+                 a signature by a trusted key"
+            ));
+        };
+        let trusted = self
+            .trusted_keys
+            .iter()
+            .filter_map(|key| PublicKey::parse(key).ok())
+            .any(|key| key.verifies(sha256, signature));
+        if trusted {
+            Ok(())
+        } else {
+            Err(format!(
+                "plugin {name}'s signature is not one of a trusted key over this component \
+                 (sha256 {sha256}); it was tampered with, or signed by another key"
+            ))
+        }
     }
 
     /// What `manifest` (a component with `sha256`) gets, or why it gets

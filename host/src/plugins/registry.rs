@@ -183,7 +183,8 @@ impl Snapshot {
                 Ok(files) => match &before {
                     Some(plugin)
                         if plugin.source == files.fingerprint()
-                            && still_granted(&policy, plugin) =>
+                            && still_granted(&policy, plugin)
+                            && signed_as_required(&policy, plugin) =>
                     {
                         Ok(plugin.clone())
                     }
@@ -207,6 +208,7 @@ impl Snapshot {
                 if let Some(plugin) = before
                     && !not_granted
                     && still_granted(&policy, &plugin)
+                    && signed_as_required(&policy, &plugin)
                     && snapshot.insert(plugin.clone()).is_ok()
                 {
                     tracing::warn!(plugin = plugin.name(), "the previous version keeps serving");
@@ -327,6 +329,17 @@ fn granted(policy: &Result<Policy, String>, plugin: &Plugin) -> Result<Grant, Lo
     denied.map_err(|denied| LoadError::NotGrantedByPolicy(denied.to_string()))
 }
 
+/// Whether `plugin` carries the signature the policy requires of it (a
+/// policy that cannot be read requires none: it grants nothing anyway).
+fn signed_as_required(policy: &Result<Policy, String>, plugin: &Plugin) -> bool {
+    match policy {
+        Ok(policy) => policy
+            .check_signature(plugin.name(), &plugin.sha256, plugin.signature.as_deref())
+            .is_ok(),
+        Err(_) => true,
+    }
+}
+
 /// Whether the policy still grants `plugin` exactly what it was given.
 fn still_granted(policy: &Result<Policy, String>, plugin: &Plugin) -> bool {
     granted(policy, plugin).is_ok_and(|grant| grant == *plugin.grant)
@@ -339,6 +352,15 @@ async fn load_granted(
     key: &str,
     policy: &Result<Policy, String>,
 ) -> Result<Arc<Plugin>, LoadError> {
+    // Unsigned where a signature is required: refused before compiling,
+    // and (a broken update, not a revoked grant) the previous version
+    // keeps serving, if it is signed as required.
+    if let Ok(policy) = policy {
+        let sha256 = crate::plugins::sha256_hex(&files.wasm);
+        policy
+            .check_signature(key, &sha256, files.signature_text().as_deref())
+            .map_err(LoadError::Signature)?;
+    }
     let mut plugin = runtime.load_files(files).await?;
     if plugin.name() != key {
         return Err(LoadError::Manifest {

@@ -69,6 +69,8 @@ pub struct Plugin {
     pub origin: Option<PathBuf>,
     /// Fingerprint of its files (see `PluginFiles::fingerprint`).
     pub(super) source: String,
+    /// Its signature's text, when it came with one.
+    pub(super) signature: Option<String>,
     /// What the operator's policy grants it (nothing until it joins a
     /// snapshot through the registry).
     pub grant: Arc<Grant>,

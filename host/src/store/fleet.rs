@@ -6,6 +6,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, db_error, decode_all, now};
+use crate::plugins::PluginFiles;
 
 /// The channel a change of the plugin set is announced on.
 pub const PLUGINS_CHANNEL: &str = "wasmgate_plugins";
@@ -14,8 +15,11 @@ pub const PLUGINS_CHANNEL: &str = "wasmgate_plugins";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetPlugin {
     pub name: String,
-    /// `None` once removed.
+    /// The component's; `None` once removed.
     pub sha256: Option<String>,
+    /// When it was last installed or removed: a new value for every change,
+    /// a new signature for the same component included.
+    pub updated_at: String,
 }
 
 impl Store {
@@ -29,21 +33,21 @@ impl Store {
     pub async fn fleet_install(
         &self,
         name: &str,
-        manifest: &[u8],
-        component: &[u8],
+        files: &PluginFiles,
         sha256: &str,
     ) -> Result<(), StoreError> {
         let query = sqlx::query(
             "WITH put AS (INSERT INTO fleet_plugins \
-             (name, state, manifest, component, sha256, updated_at) \
-             VALUES ($1, 'installed', $2, $3, $4, $5) \
+             (name, state, manifest, component, signature, sha256, updated_at) \
+             VALUES ($1, 'installed', $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET state = 'installed', manifest = $2, \
-             component = $3, sha256 = $4, updated_at = $5 RETURNING name) \
-             SELECT pg_notify($6, name) FROM put",
+             component = $3, signature = $4, sha256 = $5, updated_at = $6 RETURNING name) \
+             SELECT pg_notify($7, name) FROM put",
         )
         .bind(name)
-        .bind(manifest.to_vec())
-        .bind(component.to_vec())
+        .bind(files.manifest.clone())
+        .bind(files.wasm.clone())
+        .bind(files.signature.clone())
         .bind(sha256)
         .bind(now())
         .bind(PLUGINS_CHANNEL);
@@ -57,7 +61,7 @@ impl Store {
             "WITH gone AS (INSERT INTO fleet_plugins (name, state, updated_at) \
              VALUES ($1, 'removed', $2) \
              ON CONFLICT (name) DO UPDATE SET state = 'removed', manifest = NULL, \
-             component = NULL, sha256 = NULL, updated_at = $2 RETURNING name) \
+             component = NULL, signature = NULL, sha256 = NULL, updated_at = $2 RETURNING name) \
              SELECT pg_notify($3, name) FROM gone",
         )
         .bind(name)
@@ -69,7 +73,7 @@ impl Store {
 
     /// The shared plugin set, without the bytes.
     pub async fn fleet_plugins(&self) -> Result<Vec<FleetPlugin>, StoreError> {
-        let rows = sqlx::query("SELECT name, sha256 FROM fleet_plugins ORDER BY name")
+        let rows = sqlx::query("SELECT name, sha256, updated_at FROM fleet_plugins ORDER BY name")
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
@@ -77,19 +81,21 @@ impl Store {
             Ok(FleetPlugin {
                 name: row.try_get("name")?,
                 sha256: row.try_get("sha256")?,
+                updated_at: row.try_get("updated_at")?,
             })
         })
     }
 
-    /// An installed plugin's manifest and component, if it is installed as
-    /// `sha256` (it may have changed since it was listed).
+    /// An installed plugin's files, to be written at `manifest_path`, if it
+    /// is installed as `sha256` (it may have changed since it was listed).
     pub async fn fleet_files(
         &self,
         name: &str,
         sha256: &str,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        manifest_path: std::path::PathBuf,
+    ) -> Result<Option<PluginFiles>, StoreError> {
         let row = sqlx::query(
-            "SELECT manifest, component FROM fleet_plugins \
+            "SELECT manifest, component, signature FROM fleet_plugins \
              WHERE name = $1 AND sha256 = $2 AND state = 'installed'",
         )
         .bind(name)
@@ -97,9 +103,16 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        row.map(|row| Ok((row.try_get("manifest")?, row.try_get("component")?)))
-            .transpose()
-            .map_err(db_error)
+        row.map(|row| {
+            Ok(PluginFiles {
+                manifest_path,
+                manifest: row.try_get("manifest")?,
+                wasm: row.try_get("component")?,
+                signature: row.try_get("signature")?,
+            })
+        })
+        .transpose()
+        .map_err(db_error)
     }
 
     /// Counts one event for `key` in the one-minute window starting at

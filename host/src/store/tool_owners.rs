@@ -24,12 +24,17 @@ impl ToolOwners for Store {
         sqlx::query("DELETE FROM tool_owners")
             .execute(&mut *tx)
             .await?;
+        // Replicas of a fleet save at the same moment: the last one's
+        // ledger wins, rather than a unique violation failing one of them.
         for (tool, plugin) in owners {
-            sqlx::query("INSERT INTO tool_owners (tool, plugin) VALUES ($1, $2)")
-                .bind(tool)
-                .bind(plugin)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO tool_owners (tool, plugin) VALUES ($1, $2) \
+                 ON CONFLICT (tool) DO UPDATE SET plugin = excluded.plugin",
+            )
+            .bind(tool)
+            .bind(plugin)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
