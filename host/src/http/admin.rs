@@ -23,7 +23,7 @@ use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::audit::AuditEntry;
 use crate::fleet::Fleet;
-use crate::plugins::{Manifest, PluginFiles, ReloadReport};
+use crate::plugins::{Manifest, PluginFiles, ReloadReport, sha256_hex};
 
 /// Largest component accepted by upload.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
@@ -258,6 +258,17 @@ pub async fn upload(
         wasm,
         signature,
     };
+    // A signature the policy requires is checked first: a refused upload
+    // is never compiled, and reaches no directory and no replica.
+    if let Ok(policy) = state.reloader.source().policy.read() {
+        policy
+            .check_signature(
+                &name,
+                &sha256_hex(&files.wasm),
+                files.signature_text().as_deref(),
+            )
+            .map_err(|reason| ApiError::new(StatusCode::CONFLICT, "plugin_rejected", reason))?;
+    }
     let plugin = state.runtime.load_files(&files).await.map_err(|err| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
