@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::mcp::tool_names;
 use crate::support::{
     Backend, TestDatabase, TestServer, stock_plugin_dir, test_plugins_dir, token,
 };
@@ -47,25 +48,7 @@ impl Replicas {
     }
 
     async fn tools(&self, replica: usize) -> Vec<String> {
-        let body: Value = self
-            .client
-            .post(self.servers[replica].url("/mcp"))
-            .bearer_auth(token("alice"))
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["result"]["tools"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{body}"))
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect()
+        tool_names(&self.servers[replica], &token("alice")).await
     }
 
     /// How long until every replica in `replicas` does (or, with `serves`

@@ -21,6 +21,28 @@ pub(crate) async fn connect(
     ().serve(transport).await.expect("initialize succeeds")
 }
 
+/// The tools `tools/list` shows `bearer`: one JSON-RPC POST, no session.
+pub(crate) async fn tool_names(server: &TestServer, bearer: &str) -> Vec<String> {
+    let body: Value = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .bearer_auth(bearer)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub(crate) async fn call(
     client: &RunningService<rmcp::RoleClient, ()>,
     tool: &str,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::mcp::tool_names;
 use crate::support::{TestServer, test_plugins_dir, token};
 
 const ADMIN: &str = "admin-token-for-tests";
@@ -160,27 +161,6 @@ async fn metrics(client: &reqwest::Client, server: &TestServer) -> String {
         .unwrap()
 }
 
-async fn mcp_tools(client: &reqwest::Client, server: &TestServer) -> Vec<String> {
-    let body: Value = client
-        .post(server.url("/mcp"))
-        .bearer_auth(token("alice"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn the_admin_api_lists_uploads_rejects_and_removes() {
     let (_dir, server) = start_with_greeter();
@@ -234,7 +214,10 @@ async fn the_admin_api_lists_uploads_rejects_and_removes() {
         "{}",
         uploaded.text().await.unwrap()
     );
-    assert_eq!(mcp_tools(&client, &server).await, ["echo", "greet", "noop"]);
+    assert_eq!(
+        tool_names(&server, &token("alice")).await,
+        ["echo", "greet", "noop"]
+    );
 
     // A broken upload is refused before it touches the directory.
     let broken = upload("echo", b"garbage".to_vec(), echo_manifest.clone())
@@ -260,12 +243,15 @@ async fn the_admin_api_lists_uploads_rejects_and_removes() {
             .contains("\"echo\""),
         "{body}"
     );
-    assert_eq!(mcp_tools(&client, &server).await, ["echo", "greet", "noop"]);
+    assert_eq!(
+        tool_names(&server, &token("alice")).await,
+        ["echo", "greet", "noop"]
+    );
 
     // Removing takes its tools away everywhere.
     let (status, _) = admin(&client, &server, "DELETE", "/admin/plugins/greeter").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(mcp_tools(&client, &server).await, ["echo", "noop"]);
+    assert_eq!(tool_names(&server, &token("alice")).await, ["echo", "noop"]);
     let (_, listed) = admin(&client, &server, "GET", "/admin/plugins").await;
     let names: Vec<&str> = listed["plugins"]
         .as_array()

@@ -7,6 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::mcp::tool_names;
 use crate::mock_openai::{MockOpenAi, text, tool_calls};
 use crate::support::{TestServer, plugins_dir, scoped_token, token};
 
@@ -25,21 +26,6 @@ async fn mcp(server: &TestServer, bearer: &str, method: &str, params: Value) -> 
         .unwrap()
 }
 
-/// The tools `tools/list` shows `bearer`.
-async fn mcp_tool_names(server: &TestServer, bearer: &str) -> Vec<String> {
-    let body: Value = mcp(server, bearer, "tools/list", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The tools the model was offered in its first request.
 fn offered_tools(mock: &MockOpenAi) -> Vec<String> {
     mock.requests()[0].body["tools"]
@@ -55,13 +41,13 @@ async fn a_read_token_lists_and_calls_only_list_tasks_over_mcp() {
     let server = TestServer::start(&plugins_dir()).ready().await;
     let reader = scoped_token("alice", READ_ONLY);
 
-    assert_eq!(mcp_tool_names(&server, &reader).await, ["list_tasks"]);
+    assert_eq!(tool_names(&server, &reader).await, ["list_tasks"]);
     // Without a scope claim: every tool, as before scopes existed.
-    assert_eq!(mcp_tool_names(&server, &token("alice")).await.len(), 5);
+    assert_eq!(tool_names(&server, &token("alice")).await.len(), 5);
     // `tasks:write` alone: the four that change tasks.
     let writer = scoped_token("alice", "tasks:write");
     assert_eq!(
-        mcp_tool_names(&server, &writer).await,
+        tool_names(&server, &writer).await,
         ["add_task", "complete_task", "delete_task", "update_task"]
     );
 
@@ -107,7 +93,7 @@ async fn a_read_token_lists_and_calls_only_list_tasks_over_mcp() {
     // A scope that names no tool at all leaves none, and the metadata
     // lists the scopes the tools declare.
     assert!(
-        mcp_tool_names(&server, &scoped_token("alice", "profile"))
+        tool_names(&server, &scoped_token("alice", "profile"))
             .await
             .is_empty()
     );
@@ -246,7 +232,7 @@ async fn the_policy_can_change_the_scope_a_tool_needs() {
         crate::support::stock_plugin_dir("[plugins.add-task.scopes]\nadd_task = \"tasks:read\"\n");
     let server = TestServer::start(dir.path()).ready().await;
     assert_eq!(
-        mcp_tool_names(&server, &scoped_token("alice", READ_ONLY)).await,
+        tool_names(&server, &scoped_token("alice", READ_ONLY)).await,
         ["add_task", "list_tasks"]
     );
 }
