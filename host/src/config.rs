@@ -117,6 +117,18 @@ pub enum PluginsCommand {
         key: String,
         file: PathBuf,
     },
+    /// Push a component and its manifest (`<name>.toml` beside it) to an
+    /// OCI registry, in the CNCF wasm artifact layout, with its signature
+    /// (`<name>.sig`) when there is one. Prints the reference pinned to the
+    /// pushed digest.
+    Push {
+        /// The component, e.g. target/plugins/add-task.wasm.
+        file: PathBuf,
+        /// `REGISTRY/REPOSITORY:TAG` (`oci://` optional).
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Run one tool of a component with fake capabilities (tasks in memory)
     /// and print its result: the plugin author's test harness.
     Run {
@@ -295,6 +307,35 @@ pub struct ServeConfig {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WASMGATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Redis (`redis://host:port`) for the per-user chat rate, shared by
+    /// every replica that names it; the database counts it otherwise.
+    #[arg(long, env = "WASMGATE_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How the gateway and `plugins push` reach OCI registries.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Registry credentials: a Docker `config.json` (its `auths`, as
+    /// `docker login` writes them). Without it, registries are used
+    /// anonymously.
+    #[arg(long, env = "WASMGATE_OCI_AUTH_FILE")]
+    pub oci_auth_file: Option<PathBuf>,
+
+    /// Registries (`host:port`, comma-separated) spoken to over plain HTTP
+    /// rather than HTTPS, such as one on loopback.
+    #[arg(long, env = "WASMGATE_OCI_INSECURE", value_delimiter = ',')]
+    pub oci_insecure: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn load(&self) -> anyhow::Result<crate::oci::RegistryConfig> {
+        crate::oci::RegistryConfig::load(self.oci_auth_file.as_deref(), &self.oci_insecure)
+    }
 }
 
 impl ServeConfig {

@@ -1,19 +1,21 @@
 //! A fleet: replicas of the gateway on one PostgreSQL, serving one plugin
 //! set (docs/DEPLOY.md).
 //!
-//! The plugins installed or removed through the admin API of any replica
-//! are desired state in the database (`store::fleet`). Every replica copies
+//! The plugins installed or removed through the admin API of any replica,
+//! and the grants made through it, are desired state in the database
+//! (`store::fleet`). Every replica copies
 //! that state into its own plugin directory and reloads, so the rest (the
 //! compile cache per digest, validation, the atomic swap, a broken
 //! component leaving the previous version serving) is the single-node
-//! reload, unchanged. A replica learns of a change by `LISTEN`, and also
+//! reload, unchanged. Grants are laid over each replica's policy file
+//! (`PolicySource::shared_grants`). A replica learns of a change by `LISTEN`, and also
 //! reconciles every [`RECONCILE`], since notifications sent while its
 //! listening connection is down are lost.
 //!
 //! On SQLite there is one process and no fleet: the directory is the
 //! plugin set, as before.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::plugins::policy::PluginPolicy;
 use crate::plugins::{PluginFiles, ReloadReport, Reloader};
 use crate::store::{PLUGINS_CHANNEL, Store, StoreError};
 
@@ -92,7 +95,31 @@ impl Fleet {
             }
             copied.insert(row.name, row.updated_at);
         }
-        Ok(changed)
+        Ok(self.copy_grants().await? || changed)
+    }
+
+    /// Lays the fleet's grants over this replica's policy; whether they
+    /// changed.
+    async fn copy_grants(&self) -> Result<bool, StoreError> {
+        let mut grants = BTreeMap::new();
+        for (name, entry) in self.store.fleet_grants().await? {
+            match serde_json::from_str::<PluginPolicy>(&entry) {
+                Ok(entry) => {
+                    grants.insert(name, entry);
+                }
+                // Written by a newer replica, perhaps: the file's entry stays.
+                Err(err) => {
+                    tracing::error!(plugin = %name, error = %err, "cannot read a fleet grant")
+                }
+            }
+        }
+        let shared = &self.reloader.source().policy.shared_grants;
+        if **shared.load() == grants {
+            return Ok(false);
+        }
+        tracing::info!(plugins = ?grants.keys().collect::<Vec<_>>(), "fleet grants changed");
+        shared.store(Arc::new(grants));
+        Ok(true)
     }
 
     /// Copies the shared set in and, if that changed anything, reloads.

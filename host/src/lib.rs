@@ -9,6 +9,7 @@ pub mod config;
 pub mod fleet;
 pub mod http;
 pub mod kv;
+pub mod oci;
 pub mod plugins;
 pub mod store;
 pub mod tasks;
@@ -99,13 +100,23 @@ pub async fn run(
         },
         memory_mib: config.memory_mib,
     })?);
+    let registries = Arc::new(
+        config
+            .registry
+            .load()
+            .context("reading the OCI registry settings")?,
+    );
     let source = PluginSource {
         dir: config.plugins.clone(),
         policy: PolicySource {
             path: config.policy_path(),
             dev_mode,
+            shared_grants: Default::default(),
         },
         owners: Some(Arc::new(store.clone())),
+        remote: Some(Arc::new(oci::PolicyInstalls {
+            registries: registries.clone(),
+        })),
     };
     // The plugins load in the background: `/healthz` answers at once,
     // `/readyz` once they are in, however long compiling them takes.
@@ -152,6 +163,9 @@ pub async fn run(
             history_messages: config.history_messages.max(2),
             provider_timeout: Duration::from_secs(config.provider_timeout_secs.max(1)),
             turns_per_minute: config.chat_rate_per_minute,
+            turn_windows: agent::Windows::connect(config.redis_url.as_deref(), &store)
+                .await
+                .context("connecting to WASMGATE_REDIS_URL")?,
         },
     );
     let state = http::AppState {
@@ -166,6 +180,7 @@ pub async fn run(
         dev_secret,
         config: Arc::new(config),
         fleet,
+        registries,
         draining,
     };
     let store = state.store.clone();

@@ -71,6 +71,11 @@ fn main() -> ExitCode {
                 PluginsCommand::Keygen { out } => wasmgate::cli::sign::keygen(&out),
                 PluginsCommand::Sign { key, file } => wasmgate::cli::sign::sign(&key, &file),
                 PluginsCommand::Verify { key, file } => wasmgate::cli::sign::verify(&key, &file),
+                PluginsCommand::Push {
+                    file,
+                    reference,
+                    registry,
+                } => wasmgate::cli::push::push(&file, &reference, &registry).await,
                 PluginsCommand::Run {
                     file,
                     tool,

@@ -1,7 +1,7 @@
 //! A fleet: three replicas of the real binary on one fresh PostgreSQL
 //! database. A plugin uploaded through one serves on all within 2 s, a
-//! removal on another removes it everywhere, a broken upload serves
-//! nowhere, the chat rate limit is one for the fleet, a lost `LISTEN`
+//! removal on another removes it everywhere, a grant through a third makes
+//! an ungranted upload serve on all, a broken upload serves nowhere, the chat rate limit is one for the fleet, a lost `LISTEN`
 //! connection still converges through the reconcile, and `kill -9` of one
 //! replica loses no acknowledged write while the others keep serving.
 //! Without `WASMGATE_TEST_POSTGRES_URL` there is no fleet to test.
@@ -78,9 +78,24 @@ impl Replicas {
     }
 
     async fn upload(&self, replica: usize, wasm: Vec<u8>, signature: Option<&str>) -> StatusCode {
+        self.upload_as(replica, "greeter", wasm, GREETER, signature)
+            .await
+    }
+
+    async fn upload_as(
+        &self,
+        replica: usize,
+        name: &str,
+        wasm: Vec<u8>,
+        manifest: &str,
+        signature: Option<&str>,
+    ) -> StatusCode {
         let mut form = reqwest::multipart::Form::new()
             .part("component", reqwest::multipart::Part::bytes(wasm))
-            .part("manifest", reqwest::multipart::Part::text(GREETER));
+            .part(
+                "manifest",
+                reqwest::multipart::Part::text(manifest.to_string()),
+            );
         if let Some(signature) = signature {
             form = form.part(
                 "signature",
@@ -88,7 +103,7 @@ impl Replicas {
             );
         }
         self.client
-            .put(self.servers[replica].url("/admin/plugins/greeter"))
+            .put(self.servers[replica].url(&format!("/admin/plugins/{name}")))
             .bearer_auth(ADMIN)
             .multipart(form)
             .send()
@@ -169,17 +184,36 @@ async fn three_replicas_share_one_plugin_set_and_one_rate_limit() {
         .converge(&all, "delete_task", false, Duration::from_secs(2))
         .await;
 
-    // Grants are the shared policy file's: one replica does not change its own.
+    // A plugin asking for `kv`, which the policy file does not grant:
+    // stored, but serving nowhere, until a grant on another replica.
+    let kv_peek = |ext: &str| test_plugins_dir().join(format!("kv-peek.{ext}"));
+    let manifest = std::fs::read_to_string(kv_peek("toml")).unwrap();
+    let wasm = std::fs::read(kv_peek("wasm")).unwrap();
+    assert_eq!(
+        fleet.upload_as(0, "kv-peek", wasm, &manifest, None).await,
+        StatusCode::CONFLICT
+    );
     let granted = fleet
         .client
-        .post(fleet.servers[0].url("/admin/plugins/greeter/grant"))
+        .post(fleet.servers[2].url("/admin/plugins/kv-peek/grant"))
         .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();
-    assert_eq!(granted.status(), StatusCode::CONFLICT);
+    assert_eq!(granted.status(), StatusCode::OK);
     let body: Value = granted.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "fleet_policy");
+    assert_eq!(body["granted"]["capabilities"], json!(["kv"]), "{body}");
+    let took = fleet
+        .converge(&all, "kv_peek", true, Duration::from_secs(2))
+        .await;
+    eprintln!("grant on C served everywhere after {took:?}");
+    for dir in &fleet._dirs {
+        let file = std::fs::read_to_string(dir.path().join("policy.toml")).unwrap_or_default();
+        assert!(
+            !file.contains("kv-peek"),
+            "the policy file is the operator's: {file}"
+        );
+    }
 
     // A broken upload is refused where it is made and serves nowhere.
     assert_eq!(
@@ -299,4 +333,57 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_write() {
         "{} acknowledged",
         acknowledged.len()
     );
+}
+
+/// Where `cargo xtask test` finds Redis (these machines run one there).
+fn redis_url() -> String {
+    std::env::var("WASMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Two replicas with databases of their own (SQLite) share one chat rate
+/// through Redis alone; a Redis that cannot be reached stops the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_redis_share_one_chat_rate() {
+    let redis = redis_url();
+    // Redis outlives the test: a user of this run only.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let user = format!("redis-{}-{}", std::process::id(), started.as_nanos());
+    let dirs = [stock_plugin_dir(""), stock_plugin_dir("")];
+    let env = [
+        ("WASMGATE_REDIS_URL", redis.as_str()),
+        ("WASMGATE_CHAT_RATE_PER_MINUTE", "5"),
+    ];
+    let a = TestServer::start_with(dirs[0].path(), &env).ready().await;
+    let b = TestServer::start_with(dirs[1].path(), &env).ready().await;
+    let client = reqwest::Client::new();
+    let chat = |server: &TestServer| {
+        client
+            .post(server.url(&format!("/api/{user}/chat")))
+            .bearer_auth(token(&user))
+            .json(&json!({"content": "hello"}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(chat(&a).await.unwrap().status(), StatusCode::OK);
+    }
+    let refused = chat(&b).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .arg("serve")
+        .env("WASMGATE_LISTEN", "127.0.0.1:0")
+        .env("WASMGATE_PLUGINS", dirs[0].path())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dirs[1].path().join("unused.db").display()),
+        )
+        .env("WASMGATE_REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WASMGATE_REDIS_URL"), "{stderr}");
 }

@@ -19,6 +19,7 @@ mod mcp;
 mod mcp_conformance;
 mod mock_openai;
 mod oauth;
+mod oci;
 mod openapi;
 mod reload;
 mod sandbox;

@@ -54,6 +54,7 @@ fn xtask() -> anyhow::Result<()> {
         "test" => {
             build_plugins(&root)?;
             ensure_browser(&root)?;
+            ensure_debian_package(REGISTRY, "docker-registry", "the OCI test")?;
             // The guests' own unit tests (e.g. the rules model's parser) run
             // natively; only their components need the wasm target.
             cargo(&[
@@ -236,29 +237,14 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
 
 /// Where the browser test expects Chromium (Debian's package).
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where the OCI test expects a registry (Debian's CNCF distribution).
+const REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// Installs what the browser test needs and a clean machine lacks: Debian's
-/// Chromium (through apt, as root) and `tests/browser`'s npm packages (from
-/// its lockfile). Test tools never download a browser of their own.
+/// Chromium and `tests/browser`'s npm packages (from its lockfile). Test
+/// tools never download a browser of their own.
 fn ensure_browser(root: &Path) -> anyhow::Result<()> {
-    if !Path::new(CHROMIUM).exists() {
-        println!("installing Debian's chromium for the browser test");
-        let install = || {
-            run(Command::new("apt-get").args([
-                "install",
-                "--yes",
-                "--quiet",
-                "--no-install-recommends",
-                "chromium",
-            ]))
-        };
-        if install().is_err() {
-            run(Command::new("apt-get").args(["update", "--quiet"]))?;
-            install().context(
-                "the browser test needs Debian's chromium (apt-get install chromium, as root)",
-            )?;
-        }
-    }
+    ensure_debian_package(CHROMIUM, "chromium", "the browser test")?;
     let browser_tests = root.join("tests/browser");
     if !browser_tests.join("node_modules/playwright-core").exists() {
         println!("installing the browser test's npm packages");
@@ -266,6 +252,31 @@ fn ensure_browser(root: &Path) -> anyhow::Result<()> {
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&browser_tests))
         .context("the browser test needs Node.js and npm")?;
+    }
+    Ok(())
+}
+
+/// Installs Debian package `package` through apt (as root) unless `path`,
+/// a file it provides, is there already.
+fn ensure_debian_package(path: &str, package: &str, needed_by: &str) -> anyhow::Result<()> {
+    if Path::new(path).exists() {
+        return Ok(());
+    }
+    println!("installing Debian's {package} for {needed_by}");
+    let install = || {
+        run(Command::new("apt-get").args([
+            "install",
+            "--yes",
+            "--quiet",
+            "--no-install-recommends",
+            package,
+        ]))
+    };
+    if install().is_err() {
+        run(Command::new("apt-get").args(["update", "--quiet"]))?;
+        install().with_context(|| {
+            format!("{needed_by} needs Debian's {package} (apt-get install {package}, as root)")
+        })?;
     }
     Ok(())
 }

@@ -70,9 +70,9 @@ fn every_rust_file_opens_with_a_module_doc() {
     );
 }
 
-/// Routes the server answers that are named like files: documents cite
-/// them as routes, not as files of the repository.
-const SERVED: [&str; 1] = ["/openapi.json"];
+/// Names that look like files of the repository but are not: routes the
+/// server answers, and files of other tools (Docker's credentials file).
+const NOT_OURS: [&str; 2] = ["/openapi.json", "config.json"];
 
 /// The file names a text cites: words that end in a known file kind, with
 /// URLs and served routes left out (they point elsewhere on purpose).
@@ -90,7 +90,7 @@ fn citations(text: &str) -> Vec<String> {
         }
         let word = word.trim_end_matches(['.', ':', '!', '?']);
         let word = word.split('#').next().unwrap_or_default();
-        if SERVED.contains(&word) {
+        if NOT_OURS.contains(&word) {
             continue;
         }
         let Some((stem, kind)) = word.rsplit_once('.') else {

@@ -31,6 +31,7 @@ pub use crate::store::ToolCallRecord;
 use crate::store::{Conversation, NewMessage, Role, Store, StoreError, StoredMessage};
 use events::EventSink;
 use rate_limit::RateLimiter;
+pub use rate_limit::Windows;
 use upstream::Upstream;
 
 /// Longest title a new conversation takes from its first message.
@@ -83,6 +84,8 @@ pub struct AgentConfig {
     pub provider_timeout: Duration,
     /// Turns one user may start per minute, whatever the door; 0 for no limit.
     pub turns_per_minute: u32,
+    /// Where those turns are counted.
+    pub turn_windows: Windows,
 }
 
 pub struct Agent {
@@ -246,7 +249,7 @@ impl Agent {
         Agent {
             audit,
             upstream: Upstream::new(config.provider_timeout),
-            turn_limiter: RateLimiter::new(config.turns_per_minute, &store),
+            turn_limiter: RateLimiter::new(config.turns_per_minute, config.turn_windows.clone()),
             runtime,
             registry,
             store,

@@ -16,7 +16,7 @@ pub fn run(name: &str, plugins: &Path, policy: Option<&Path>) -> anyhow::Result<
     let source = match policy {
         Some(path) => PolicySource {
             path: path.to_path_buf(),
-            dev_mode: false,
+            ..PolicySource::in_dir(plugins)
         },
         None => PolicySource::in_dir(plugins),
     };

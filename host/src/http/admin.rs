@@ -19,14 +19,15 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::bearer_token;
-use super::error::ErrorBody;
+use super::error::{AppJson, ErrorBody};
 use super::{ApiError, AppState};
 use crate::audit::AuditEntry;
 use crate::fleet::Fleet;
-use crate::plugins::{Manifest, PluginFiles, ReloadReport, sha256_hex};
+use crate::oci;
+use crate::plugins::{Manifest, Pin, PluginFiles, ReloadReport, sha256_hex};
 
-/// Largest component accepted by upload.
-pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// Largest component accepted by upload (or pulled from a registry).
+pub use crate::plugins::MAX_COMPONENT_BYTES as MAX_UPLOAD_BYTES;
 
 pub async fn require_admin(
     State(state): State<AppState>,
@@ -80,12 +81,21 @@ pub struct PluginBody {
     /// loaded version keeps serving).
     state: &'static str,
     last_error: Option<String>,
+    /// For a plugin installed from an OCI registry: the reference asked
+    /// for and the digest reference it was pulled as.
+    oci: Option<PinBody>,
     /// Unix seconds.
     loaded_at: u64,
     calls: u64,
     errors: u64,
     timeouts: u64,
     latency_seconds_total: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PinBody {
+    requested: String,
+    pinned: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -155,6 +165,10 @@ pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
                     "active"
                 },
                 last_error,
+                oci: plugin.pin.as_ref().map(|pin| PinBody {
+                    requested: pin.requested.clone(),
+                    pinned: pin.pinned.clone(),
+                }),
                 loaded_at: plugin
                     .loaded_at
                     .duration_since(UNIX_EPOCH)
@@ -251,19 +265,76 @@ pub async fn upload(
         ));
     };
 
-    let dir = state.reloader.dir();
     let files = PluginFiles {
-        manifest_path: dir.join(format!("{name}.toml")),
+        manifest_path: state.reloader.dir().join(format!("{name}.toml")),
         manifest,
         wasm,
         signature,
+        pin: None,
     };
-    // A signature the policy requires is checked first: a refused upload
+    Ok(Json(ReloadBody::from(
+        &install_files(&state, &name, files).await?,
+    )))
+}
+
+/// The body of `POST /admin/plugins/{name}/install`.
+#[derive(serde::Deserialize, ToSchema)]
+pub struct InstallRequest {
+    /// `oci://REGISTRY/REPOSITORY:TAG` (resolved to a digest, which is
+    /// pinned) or `oci://REGISTRY/REPOSITORY@sha256:…`.
+    reference: String,
+}
+
+/// `POST /admin/plugins/{name}/install`: pulls the plugin from an OCI
+/// registry (with its signature, if one is published) and installs it as an
+/// upload would be.
+#[utoipa::path(post, operation_id = "install_plugin", path = "/admin/plugins/{name}/install", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path)),
+    request_body = InstallRequest,
+    responses((status = 200, body = ReloadBody), (status = 400, response = ErrorBody),
+        (status = 401, response = ErrorBody), (status = 404, response = ErrorBody),
+        (status = 409, response = ErrorBody), (status = 415, response = ErrorBody),
+        (status = 422, response = ErrorBody), (status = 502, response = ErrorBody)))]
+pub async fn install(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    AppJson(request): AppJson<InstallRequest>,
+) -> Result<Json<ReloadBody>, ApiError> {
+    if !valid_name(&name) {
+        return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
+    }
+    let reference = oci::parse_reference(&request.reference)?;
+    let pulled = oci::pull(&state.registries, &reference).await?;
+    tracing::info!(plugin = %name, reference = %request.reference, pinned = %pulled.pinned, "pulled a plugin");
+    let files = PluginFiles {
+        manifest_path: state.reloader.dir().join(format!("{name}.toml")),
+        manifest: pulled.manifest,
+        wasm: pulled.wasm,
+        signature: pulled.signature,
+        pin: Some(Pin {
+            requested: request.reference,
+            pinned: pulled.pinned,
+        }),
+    };
+    Ok(Json(ReloadBody::from(
+        &install_files(&state, &name, files).await?,
+    )))
+}
+
+/// Installs `files` as plugin `name`, validated exactly as a load would be
+/// before anything is written: for the fleet when there is one, else in this
+/// directory.
+async fn install_files(
+    state: &AppState,
+    name: &str,
+    files: PluginFiles,
+) -> Result<ReloadReport, ApiError> {
+    // A signature the policy requires is checked first: a refused plugin
     // is never compiled, and reaches no directory and no replica.
     if let Ok(policy) = state.reloader.source().policy.read() {
         policy
             .check_signature(
-                &name,
+                name,
                 &sha256_hex(&files.wasm),
                 files.signature_text().as_deref(),
             )
@@ -298,9 +369,9 @@ pub async fn upload(
         Some(fleet) => {
             state
                 .store
-                .fleet_install(&name, &files, &plugin.sha256)
+                .fleet_install(name, &files, &plugin.sha256)
                 .await?;
-            fleet_sync(&state, fleet).await?
+            fleet_sync(state, fleet).await?
         }
         None => {
             files.write().map_err(ApiError::internal)?;
@@ -314,7 +385,7 @@ pub async fn upload(
             error.clone(),
         ));
     }
-    Ok(Json(ReloadBody::from(&report)))
+    Ok(report)
 }
 
 #[utoipa::path(delete, operation_id = "remove_plugin", path = "/admin/plugins/{name}", tag = "admin", security(("admin" = [])),
@@ -358,7 +429,8 @@ async fn fleet_sync(state: &AppState, fleet: &Fleet) -> Result<ReloadReport, Api
 
 /// `POST /admin/plugins/{name}/grant`: grants the plugin in the directory
 /// everything its manifest asks for (as `wasmgate plugins grant` does),
-/// then reloads.
+/// then reloads. On a fleet the grant is stored in the database for every
+/// replica instead of in this replica's policy file.
 #[utoipa::path(post, operation_id = "grant_plugin", path = "/admin/plugins/{name}/grant", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path)),
     responses((status = 200, body = ReloadBody), (status = 400, response = ErrorBody),
@@ -371,16 +443,6 @@ pub async fn grant(
     if !valid_name(&name) {
         return Err(ApiError::bad_request("plugin names are a-z, 0-9 and '-'"));
     }
-    // One replica's policy file changed alone would make the fleet grant
-    // differently from replica to replica.
-    if state.fleet.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "fleet_policy",
-            "on a fleet the grants are the policy file every replica reads; change it \
-             for all of them (docs/DEPLOY.md, \"Grants\")",
-        ));
-    }
     let path = state.reloader.dir().join(format!("{name}.toml"));
     let text = std::fs::read_to_string(&path)
         .map_err(|_| ApiError::not_found(format!("no plugin named {name:?} is installed")))?;
@@ -391,16 +453,26 @@ pub async fn grant(
             format!("its manifest is invalid: {err}"),
         )
     })?;
-    let entry = state
-        .reloader
-        .source()
-        .policy
-        .grant_all(&manifest)
-        .map_err(ApiError::internal)?;
+    let policy = &state.reloader.source().policy;
+    let (entry, report) = match &state.fleet {
+        // The fleet's: stored for every replica, over the policy file
+        // they all read.
+        Some(fleet) => {
+            let mut effective = policy.read().map_err(ApiError::internal)?;
+            let entry = effective.grant_all(&manifest).clone();
+            let json = serde_json::to_string(&entry).map_err(ApiError::internal)?;
+            state.store.fleet_grant(&name, &json).await?;
+            (entry, fleet_sync(&state, fleet).await?)
+        }
+        None => {
+            let entry = policy.grant_all(&manifest).map_err(ApiError::internal)?;
+            (entry, state.reloader.reload().await)
+        }
+    };
     tracing::warn!(plugin = %name, grant = ?entry, "admin API granted a plugin");
     Ok(Json(ReloadBody {
         granted: Some(serde_json::to_value(&entry).map_err(ApiError::internal)?),
-        ..ReloadBody::from(&state.reloader.reload().await)
+        ..ReloadBody::from(&report)
     }))
 }
 

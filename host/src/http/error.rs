@@ -138,6 +138,19 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::oci::OciError> for ApiError {
+    fn from(err: crate::oci::OciError) -> Self {
+        use crate::oci::OciError;
+        let (status, code) = match &err {
+            OciError::Reference(_) => (StatusCode::BAD_REQUEST, "invalid_reference"),
+            OciError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            OciError::NotAPlugin { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+            OciError::Registry { .. } => (StatusCode::BAD_GATEWAY, "registry_unavailable"),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
 /// `Json` whose rejections (bad syntax, wrong types, wrong content type, body
 /// too large) are [`ApiError`]s with the JSON body.
 pub struct AppJson<T>(pub T);

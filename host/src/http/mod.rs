@@ -59,6 +59,8 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// The replicas' shared plugin set, on PostgreSQL.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Credentials and plain-HTTP registries for installs from OCI registries.
+    pub registries: Arc<crate::oci::RegistryConfig>,
     /// Cancelled when shutdown begins, so streams that would run forever
     /// (MCP subscriptions) end and let their connections close.
     pub draining: tokio_util::sync::CancellationToken,
@@ -75,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             put(admin::upload).delete(admin::remove),
         )
         .route("/admin/plugins/{name}/grant", post(admin::grant))
+        .route("/admin/plugins/{name}/install", post(admin::install))
         .route("/admin/audit", get(admin::audit))
         .route(
             "/admin/plugins/{name}/data",

@@ -22,7 +22,7 @@ use super::{admin, chat, chatkit, conversations, tasks};
         chat::chat,
         conversations::list, conversations::read,
         chatkit::sessions::create, chatkit::sessions::cancel,
-        admin::list, admin::reload, admin::upload, admin::remove, admin::grant,
+        admin::list, admin::reload, admin::upload, admin::install, admin::remove, admin::grant,
         admin::purge_data, admin::audit,
     ),
     components(responses(ErrorBody), schemas(ErrorBody, ErrorDetail)),

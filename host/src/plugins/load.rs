@@ -60,6 +60,7 @@ impl Runtime {
         plugin.origin = Some(files.manifest_path.clone());
         plugin.source = files.fingerprint();
         plugin.signature = files.signature_text();
+        plugin.pin = files.pin.clone();
         Ok(plugin)
     }
 
@@ -120,6 +121,7 @@ impl Runtime {
             origin: None,
             source: String::new(),
             signature: None,
+            pin: None,
             grant: Arc::default(),
             stats: Default::default(),
             instances,
@@ -320,32 +322,50 @@ fn capability_import(capability: Capability) -> &'static str {
 }
 
 /// A plugin's files as read from its directory: the manifest, the
-/// component, and the component's signature if it has one.
+/// component, the component's signature if it has one, and where it came
+/// from when it was pulled from a registry.
 pub struct PluginFiles {
     pub manifest_path: PathBuf,
     pub manifest: Vec<u8>,
     pub wasm: Vec<u8>,
     /// `<name>.sig` (see [`super::signature`]).
     pub signature: Option<Vec<u8>>,
+    /// `<name>.oci`, for a plugin installed from an OCI registry.
+    pub pin: Option<Pin>,
 }
+
+/// Where a plugin installed from an OCI registry came from: the reference
+/// asked for (a tag, perhaps) and the digest it resolved to when pulled.
+/// A policy's `oci` entry is pulled again only when it names another
+/// reference, so a tag that moves does not move what serves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pin {
+    pub requested: String,
+    pub pinned: String,
+}
+
+/// The largest component an upload or a registry may bring.
+pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// `<name>.oci`: a pulled plugin's [`Pin`], as JSON.
+pub const PIN_EXTENSION: &str = "oci";
 
 impl PluginFiles {
     pub fn read(manifest_path: &Path) -> Result<PluginFiles, LoadError> {
-        let signature_path = manifest_path.with_extension(SIGNATURE_EXTENSION);
+        let pin_path = manifest_path.with_extension(PIN_EXTENSION);
+        let pin = read_if_there(&pin_path)?
+            .map(|bytes| serde_json::from_slice(&bytes))
+            .transpose()
+            .map_err(|err| LoadError::Io {
+                path: pin_path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+            })?;
         Ok(PluginFiles {
             manifest_path: manifest_path.to_path_buf(),
             manifest: read(manifest_path)?,
             wasm: read(&manifest_path.with_extension("wasm"))?,
-            signature: match std::fs::read(&signature_path) {
-                Ok(bytes) => Some(bytes),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-                Err(source) => {
-                    return Err(LoadError::Io {
-                        path: signature_path.display().to_string(),
-                        source,
-                    });
-                }
-            },
+            signature: read_if_there(&manifest_path.with_extension(SIGNATURE_EXTENSION))?,
+            pin,
         })
     }
 
@@ -357,10 +377,12 @@ impl PluginFiles {
             .as_deref()
             .map(sha256_hex)
             .unwrap_or_default();
+        let pinned = self.pin.as_ref().map(|pin| pin.pinned.as_str());
         format!(
-            "{}:{}:{signature}",
+            "{}:{}:{signature}:{}",
             sha256_hex(&self.wasm),
-            sha256_hex(&self.manifest)
+            sha256_hex(&self.manifest),
+            pinned.unwrap_or_default()
         )
     }
 
@@ -374,12 +396,21 @@ impl PluginFiles {
     /// Writes the files into place, each atomically (a temporary file, then
     /// a rename), the manifest last: a reload that sees the new manifest
     /// finds the component (and signature) it describes. A plugin without a
-    /// signature leaves none of an earlier version behind.
+    /// signature (or pin) leaves none of an earlier version's behind.
     pub fn write(&self) -> std::io::Result<()> {
-        let signature_path = self.manifest_path.with_extension(SIGNATURE_EXTENSION);
-        match &self.signature {
-            Some(signature) => write_atomically(&signature_path, signature)?,
-            None => remove_if_there(&signature_path)?,
+        let pin = self
+            .pin
+            .as_ref()
+            .map(|pin| serde_json::to_vec(pin).expect("a pin serialises"));
+        for (extension, bytes) in [
+            (SIGNATURE_EXTENSION, &self.signature),
+            (PIN_EXTENSION, &pin),
+        ] {
+            let path = self.manifest_path.with_extension(extension);
+            match bytes {
+                Some(bytes) => write_atomically(&path, bytes)?,
+                None => remove_if_there(&path)?,
+            }
         }
         write_atomically(&self.manifest_path.with_extension("wasm"), &self.wasm)?;
         write_atomically(&self.manifest_path, &self.manifest)
@@ -389,7 +420,8 @@ impl PluginFiles {
     pub fn remove(manifest_path: &Path) -> std::io::Result<()> {
         std::fs::remove_file(manifest_path)?;
         remove_if_there(&manifest_path.with_extension("wasm"))?;
-        remove_if_there(&manifest_path.with_extension(SIGNATURE_EXTENSION))
+        remove_if_there(&manifest_path.with_extension(SIGNATURE_EXTENSION))?;
+        remove_if_there(&manifest_path.with_extension(PIN_EXTENSION))
     }
 }
 
@@ -407,6 +439,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("upload-{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+fn read_if_there(path: &Path) -> Result<Option<Vec<u8>>, LoadError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LoadError> {

@@ -31,10 +31,13 @@ pub use capabilities::tasks::TaskLimits;
 pub use compile::CompileMode;
 pub use engine::{Allocator, AllocatorChoice};
 pub use error::{CallError, LoadError};
-pub use load::{ASK_USER, Inspection, PluginFiles, SIGNATURE_EXTENSION, sha256_hex};
+pub use load::{
+    ASK_USER, Inspection, MAX_COMPONENT_BYTES, PIN_EXTENSION, Pin, PluginFiles,
+    SIGNATURE_EXTENSION, sha256_hex,
+};
 pub use manifest::{Capability, Manifest, PluginKind, ProviderEndpoint};
 pub use policy::{Denied, Grant, Policy, PolicySource};
-pub use registry::{PluginSource, Registry, Snapshot, ToolOwners};
+pub use registry::{PluginSource, Registry, RemotePlugins, Snapshot, ToolOwners};
 pub use reload::{ReloadReport, Reloader};
 pub use runtime::{Plugin, Runtime, RuntimeOptions, ToolSpec};
 pub use stats::PluginStats;

@@ -15,6 +15,10 @@
 //! base_url_env = "OPENAI_BASE_URL"
 //! sha256 = "…"
 //!
+//! [plugins.greeter]
+//! oci = "oci://registry.example.com/wasmgate/greeter:1.2.0"
+//! require_signature = true
+//!
 //! [plugins.notes]
 //! capabilities = ["kv", "config"]
 //! kv = { max_keys = 500, max_bytes = 262144 }
@@ -45,7 +49,14 @@ pub struct PolicySource {
     /// `config` are granted to every plugin, so an author can drop a tool in
     /// and try it. `http`, hosts and secrets are never granted this way.
     pub dev_mode: bool,
+    /// A fleet's grants, made through the admin API and kept in the
+    /// database (`crate::fleet` keeps this current): each replaces the
+    /// file's entry for the same plugin.
+    pub shared_grants: SharedGrants,
 }
+
+/// Plugin name → its entry, shared by the clones of a [`PolicySource`].
+pub type SharedGrants = Arc<arc_swap::ArcSwap<BTreeMap<String, PluginPolicy>>>;
 
 impl PolicySource {
     /// The default: `policy.toml` in the plugin directory, dev mode off.
@@ -53,12 +64,23 @@ impl PolicySource {
         PolicySource {
             path: dir.join(POLICY_FILE),
             dev_mode: false,
+            shared_grants: SharedGrants::default(),
         }
     }
 
-    /// Reads the policy. A missing file is an empty policy; a file that does
-    /// not parse is an error (and grants nothing: callers fail closed).
+    /// Reads the policy: the file with the fleet's grants over it. A
+    /// missing file is an empty policy; a file that does not parse is an
+    /// error (and grants nothing: callers fail closed).
     pub fn read(&self) -> Result<Policy, String> {
+        let mut policy = self.read_file()?;
+        for (name, entry) in self.shared_grants.load().iter() {
+            policy.plugins.insert(name.clone(), entry.clone());
+        }
+        Ok(policy)
+    }
+
+    /// The file alone.
+    fn read_file(&self) -> Result<Policy, String> {
         let mut policy = match std::fs::read_to_string(&self.path) {
             Ok(text) => Policy::parse(&text)
                 .map_err(|err| format!("invalid policy {}: {err}", self.path.display()))?,
@@ -75,7 +97,7 @@ impl PolicySource {
     /// policy file (atomically; comments in it are not kept). Returns the
     /// plugin's entry as written.
     pub fn grant_all(&self, manifest: &Manifest) -> Result<PluginPolicy, String> {
-        let mut policy = self.read()?;
+        let mut policy = self.read_file()?;
         let entry = policy.grant_all(manifest).clone();
         let tmp = self.path.with_extension("toml.tmp");
         std::fs::write(&tmp, policy.to_toml())
@@ -137,6 +159,10 @@ pub struct PluginPolicy {
     /// Serve only a component signed by one of `trusted_keys`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_signature: bool,
+    /// Install the plugin from an OCI registry: `oci://REGISTRY/REPO:TAG`
+    /// (pulled once and pinned to the digest it named) or `…@sha256:…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<String>,
 }
 
 /// `header: prefix + secret` on every request to `host`.

@@ -93,6 +93,18 @@ pub struct PluginSource {
     pub policy: PolicySource,
     /// Persisted tool ownership (the database); `None` keeps it in memory.
     pub owners: Option<Arc<dyn ToolOwners>>,
+    /// Brings the plugins the policy names by reference (`oci = …`) into
+    /// the directory before each load; `None` leaves such entries unfetched.
+    pub remote: Option<Arc<dyn RemotePlugins>>,
+}
+
+/// Plugins the policy names by a remote reference rather than by files.
+#[async_trait::async_trait]
+pub trait RemotePlugins: Send + Sync {
+    /// Brings every plugin `policy` names by reference into `dir`, unless
+    /// it is there as that reference already; answers, per plugin that could
+    /// not be brought, why (what was there before stays, and serves).
+    async fn fetch(&self, policy: &Policy, dir: &Path) -> Vec<(String, String)>;
 }
 
 impl PluginSource {
@@ -102,6 +114,7 @@ impl PluginSource {
             dir: dir.to_path_buf(),
             policy: PolicySource::in_dir(dir),
             owners: None,
+            remote: None,
         }
     }
 }
@@ -138,6 +151,14 @@ impl Snapshot {
     ) -> Snapshot {
         let mut snapshot = Snapshot::default();
         let dir = source.dir.as_path();
+        let policy = source.policy.read();
+        if let Err(err) = &policy {
+            tracing::error!(error = %err, "the policy cannot be used; nothing beyond `log` is granted");
+        }
+        let not_fetched = match (&source.remote, &policy) {
+            (Some(remote), Ok(policy)) => remote.fetch(policy, dir).await,
+            _ => Vec::new(),
+        };
         let mut manifests: Vec<_> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -152,10 +173,6 @@ impl Snapshot {
                 return snapshot;
             }
         };
-        let policy = source.policy.read();
-        if let Err(err) = &policy {
-            tracing::error!(error = %err, "the policy cannot be used; nothing beyond `log` is granted");
-        }
         let present: BTreeSet<String> = manifests.iter().map(|path| file_key(path)).collect();
         snapshot.owners = previous.owners.clone();
         if let Some(ledger) = &source.owners {
@@ -214,6 +231,11 @@ impl Snapshot {
                     tracing::warn!(plugin = plugin.name(), "the previous version keeps serving");
                 }
             }
+        }
+        // A plugin that could not be fetched is reported like a broken
+        // update: whatever was in the directory before serves.
+        for (key, reason) in not_fetched {
+            snapshot.rejected.entry(key).or_insert(reason);
         }
         // A serving plugin's claims are what it offers now; a plugin that is
         // present but not serving keeps its claims.

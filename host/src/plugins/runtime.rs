@@ -71,6 +71,8 @@ pub struct Plugin {
     pub(super) source: String,
     /// Its signature's text, when it came with one.
     pub(super) signature: Option<String>,
+    /// Where it was pulled from, for a plugin from an OCI registry.
+    pub pin: Option<super::load::Pin>,
     /// What the operator's policy grants it (nothing until it joins a
     /// snapshot through the registry).
     pub grant: Arc<Grant>,

@@ -1,12 +1,13 @@
 //! What the replicas of a fleet share through PostgreSQL: the plugins
-//! installed through the admin API (`fleet_plugins`, announced with
-//! `NOTIFY`), and rate-limit windows (`rate_windows`). SQLite serves one
+//! installed through the admin API (`fleet_plugins`) and the grants made
+//! through it (`fleet_grants`), both announced with `NOTIFY`, and
+//! rate-limit windows (`rate_windows`). SQLite serves one
 //! process, which keeps both to itself; these methods are for PostgreSQL.
 
 use sqlx::Row;
 
 use super::{Store, StoreError, db_error, decode_all, now};
-use crate::plugins::PluginFiles;
+use crate::plugins::{Pin, PluginFiles};
 
 /// The channel a change of the plugin set is announced on.
 pub const PLUGINS_CHANNEL: &str = "wasmgate_plugins";
@@ -38,10 +39,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let query = sqlx::query(
             "WITH put AS (INSERT INTO fleet_plugins \
-             (name, state, manifest, component, signature, sha256, updated_at) \
-             VALUES ($1, 'installed', $2, $3, $4, $5, $6) \
+             (name, state, manifest, component, signature, sha256, updated_at, \
+             oci_requested, oci_pinned) \
+             VALUES ($1, 'installed', $2, $3, $4, $5, $6, $8, $9) \
              ON CONFLICT (name) DO UPDATE SET state = 'installed', manifest = $2, \
-             component = $3, signature = $4, sha256 = $5, updated_at = $6 RETURNING name) \
+             component = $3, signature = $4, sha256 = $5, updated_at = $6, \
+             oci_requested = $8, oci_pinned = $9 RETURNING name) \
              SELECT pg_notify($7, name) FROM put",
         )
         .bind(name)
@@ -50,7 +53,9 @@ impl Store {
         .bind(files.signature.clone())
         .bind(sha256)
         .bind(now())
-        .bind(PLUGINS_CHANNEL);
+        .bind(PLUGINS_CHANNEL)
+        .bind(files.pin.as_ref().map(|pin| pin.requested.clone()))
+        .bind(files.pin.as_ref().map(|pin| pin.pinned.clone()));
         self.write(query).await.map_err(db_error)?;
         Ok(())
     }
@@ -61,7 +66,8 @@ impl Store {
             "WITH gone AS (INSERT INTO fleet_plugins (name, state, updated_at) \
              VALUES ($1, 'removed', $2) \
              ON CONFLICT (name) DO UPDATE SET state = 'removed', manifest = NULL, \
-             component = NULL, signature = NULL, sha256 = NULL, updated_at = $2 RETURNING name) \
+             component = NULL, signature = NULL, sha256 = NULL, updated_at = $2, \
+             oci_requested = NULL, oci_pinned = NULL RETURNING name) \
              SELECT pg_notify($3, name) FROM gone",
         )
         .bind(name)
@@ -95,7 +101,7 @@ impl Store {
         manifest_path: std::path::PathBuf,
     ) -> Result<Option<PluginFiles>, StoreError> {
         let row = sqlx::query(
-            "SELECT manifest, component, signature FROM fleet_plugins \
+            "SELECT manifest, component, signature, oci_requested, oci_pinned FROM fleet_plugins \
              WHERE name = $1 AND sha256 = $2 AND state = 'installed'",
         )
         .bind(name)
@@ -104,15 +110,47 @@ impl Store {
         .await
         .map_err(db_error)?;
         row.map(|row| {
+            let requested: Option<String> = row.try_get("oci_requested")?;
+            let pinned: Option<String> = row.try_get("oci_pinned")?;
             Ok(PluginFiles {
                 manifest_path,
                 manifest: row.try_get("manifest")?,
                 wasm: row.try_get("component")?,
                 signature: row.try_get("signature")?,
+                pin: requested
+                    .zip(pinned)
+                    .map(|(requested, pinned)| Pin { requested, pinned }),
             })
         })
         .transpose()
         .map_err(db_error)
+    }
+
+    /// Stores the fleet's grant for plugin `name` (a policy entry as JSON),
+    /// and tells the other replicas.
+    pub async fn fleet_grant(&self, name: &str, entry: &str) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "WITH put AS (INSERT INTO fleet_grants (name, entry, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET entry = $2, updated_at = $3 RETURNING name) \
+             SELECT pg_notify($4, name) FROM put",
+        )
+        .bind(name)
+        .bind(entry)
+        .bind(now())
+        .bind(PLUGINS_CHANNEL);
+        self.write(query).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The fleet's grants: plugin name → policy entry (JSON).
+    pub async fn fleet_grants(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, entry FROM fleet_grants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        decode_all(&rows, |row| {
+            Ok((row.try_get("name")?, row.try_get("entry")?))
+        })
     }
 
     /// Counts one event for `key` in the one-minute window starting at
