@@ -45,6 +45,7 @@ async fn the_document_describes_every_rest_route() {
             "PATCH /api/{user_id}/tasks/{id}/complete",
             "POST /admin/plugins/reload",
             "POST /admin/plugins/{name}/grant",
+            "POST /admin/plugins/{name}/install",
             "POST /api/v1/chatkit/sessions",
             "POST /api/v1/chatkit/sessions/{id}/cancel",
             "POST /api/{user_id}/chat",
