@@ -222,9 +222,19 @@ pub struct ServeConfig {
     pub oauth_issuer: Option<String>,
 
     /// The model: `rules` (offline) or `<provider plugin>:<model>`, e.g.
-    /// `openai:gpt-4o-mini` (with OPENAI_BASE_URL and OPENAI_API_KEY).
+    /// `openai:gpt-4o-mini` (with OPENAI_BASE_URL and OPENAI_API_KEY); or
+    /// several, comma-separated, tried in order when one is unavailable.
     #[arg(long, env = "WASMGATE_MODEL", default_value = "rules")]
     pub model: String,
+
+    /// Provider failures in a row (unreachable, 429, 5xx, too slow) that
+    /// make turns skip it for WASMGATE_BREAKER_COOLDOWN_SECS; 0 never.
+    #[arg(long, env = "WASMGATE_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+
+    /// Seconds a provider whose breaker opened is skipped.
+    #[arg(long, env = "WASMGATE_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
+    pub breaker_cooldown_secs: u64,
 
     /// Provider rounds per chat turn before the agent gives up.
     #[arg(long, env = "WASMGATE_MAX_ROUNDS", default_value_t = 8)]
@@ -241,6 +251,12 @@ pub struct ServeConfig {
     /// Chat turns per user and minute; 0 for no limit.
     #[arg(long, env = "WASMGATE_CHAT_RATE_PER_MINUTE", default_value_t = 30)]
     pub chat_rate_per_minute: u32,
+
+    /// Tokens (input and output, as providers report them) one user may
+    /// spend per UTC day, over every replica; past it, turns answer 429
+    /// `budget_exceeded` until midnight UTC. 0 for no limit.
+    #[arg(long, env = "WASMGATE_USER_DAILY_TOKENS", default_value_t = 0)]
+    pub user_daily_tokens: u64,
 
     /// Browser origins allowed to call /mcp (comma-separated; `:*` matches
     /// any port). Requests without an Origin header are always allowed.

@@ -159,6 +159,8 @@ pub async fn run(
         audit.clone(),
         AgentConfig {
             model: config.model.clone(),
+            breaker_failures: config.breaker_failures,
+            breaker_cool_down: Duration::from_secs(config.breaker_cooldown_secs),
             max_rounds: config.max_rounds.max(1),
             history_messages: config.history_messages.max(2),
             provider_timeout: Duration::from_secs(config.provider_timeout_secs.max(1)),
@@ -166,6 +168,7 @@ pub async fn run(
             turn_windows: agent::Windows::connect(config.redis_url.as_deref(), &store)
                 .await
                 .context("connecting to WASMGATE_REDIS_URL")?,
+            daily_tokens: config.user_daily_tokens,
         },
     );
     let state = http::AppState {

@@ -18,6 +18,7 @@ mod kv;
 mod mcp;
 mod mcp_conformance;
 mod mock_openai;
+mod models;
 mod oauth;
 mod oci;
 mod openapi;

@@ -42,6 +42,7 @@ async fn the_document_describes_every_rest_route() {
             "GET /api/{user_id}/conversations/{id}",
             "GET /api/{user_id}/tasks",
             "GET /api/{user_id}/tasks/{id}",
+            "GET /api/{user_id}/usage",
             "PATCH /api/{user_id}/tasks/{id}/complete",
             "POST /admin/plugins/reload",
             "POST /admin/plugins/{name}/grant",

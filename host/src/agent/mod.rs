@@ -12,12 +12,14 @@
 //! those onto its wire format.
 
 pub mod ask;
+mod breaker;
 mod events;
 mod history;
 mod rate_limit;
 mod reply;
 mod rounds;
 mod upstream;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +31,12 @@ use crate::auth::Caller;
 use crate::plugins::{Registry, Runtime};
 pub use crate::store::ToolCallRecord;
 use crate::store::{Conversation, NewMessage, Role, Store, StoreError, StoredMessage};
+use breaker::Breakers;
 use events::EventSink;
 use rate_limit::RateLimiter;
 pub use rate_limit::Windows;
 use upstream::Upstream;
+use usage::{DailyBudget, LlmMetrics};
 
 /// Longest title a new conversation takes from its first message.
 const TITLE_CHARS: usize = 60;
@@ -74,8 +78,14 @@ fn title_from(content: &str) -> String {
 }
 
 pub struct AgentConfig {
-    /// `<provider plugin>[:<model>]`, e.g. `rules` or `openai:gpt-4o-mini`.
+    /// `<provider plugin>[:<model>]`, e.g. `rules` or `openai:gpt-4o-mini`,
+    /// or several, comma-separated: the first answers, the next when it
+    /// is unavailable.
     pub model: String,
+    /// Failures in a row that open a provider's circuit breaker; 0 never.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips its provider.
+    pub breaker_cool_down: Duration,
     /// Provider rounds per turn before giving up.
     pub max_rounds: usize,
     /// Stored messages sent to the provider as history.
@@ -86,6 +96,8 @@ pub struct AgentConfig {
     pub turns_per_minute: u32,
     /// Where those turns are counted.
     pub turn_windows: Windows,
+    /// Tokens one user may spend per UTC day; 0 for no limit.
+    pub daily_tokens: u64,
 }
 
 pub struct Agent {
@@ -95,6 +107,12 @@ pub struct Agent {
     store: Store,
     upstream: Upstream,
     turn_limiter: RateLimiter,
+    /// The providers of `config.model`, in order (at least one).
+    models: Vec<ModelChoice>,
+    breakers: Breakers,
+    budget: DailyBudget,
+    /// Tokens and latency of provider rounds, for `/metrics`.
+    pub llm_metrics: LlmMetrics,
     config: AgentConfig,
 }
 
@@ -201,6 +219,50 @@ pub struct TurnOutcome {
     pub tool_calls: Vec<ToolCallRecord>,
 }
 
+/// One entry of `WASMGATE_MODEL`: a provider plugin and the model name it
+/// is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelChoice {
+    pub provider: String,
+    /// Empty for a provider with one model (`rules`).
+    pub model: String,
+}
+
+impl ModelChoice {
+    /// `openai:gpt-4o-mini, anthropic:claude-…`, in order; an empty list is
+    /// `rules`.
+    pub fn parse_list(text: &str) -> Vec<ModelChoice> {
+        let list: Vec<ModelChoice> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| match entry.split_once(':') {
+                Some((provider, model)) => ModelChoice {
+                    provider: provider.trim().to_string(),
+                    model: model.trim().to_string(),
+                },
+                None => ModelChoice {
+                    provider: entry.to_string(),
+                    model: String::new(),
+                },
+            })
+            .collect();
+        if list.is_empty() {
+            return ModelChoice::parse_list("rules");
+        }
+        list
+    }
+}
+
+impl std::fmt::Display for ModelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.model.as_str() {
+            "" => write!(f, "{}", self.provider),
+            model => write!(f, "{}:{model}", self.provider),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
@@ -208,6 +270,9 @@ pub enum AgentError {
     /// The user's turns for this minute are spent; the wait until the next.
     #[error("too many turns; try again in {} s", .0.as_secs().max(1))]
     RateLimited(Duration),
+    /// The user spent today's token budget; the wait until it resets.
+    #[error("today's budget of {budget} tokens is spent; it resets in {} s", .reset_in.as_secs())]
+    BudgetExceeded { budget: u64, reset_in: Duration },
     #[error("conversation {0} not found")]
     ConversationNotFound(i64),
     #[error("message {0} not found")]
@@ -221,6 +286,8 @@ pub enum AgentError {
     Provider {
         conversation_id: i64,
         message: String,
+        /// Unreachable, 429 or 5xx: another provider may answer.
+        unavailable: bool,
     },
     #[error("the model provider did not answer within {} s", .limit.as_secs())]
     ProviderTimeout {
@@ -238,6 +305,20 @@ pub enum AgentError {
     Crashed(String),
 }
 
+impl AgentError {
+    /// Whether the provider was unavailable (unreachable, 429 or 5xx after
+    /// its retries, or too slow), so that the next provider may answer.
+    pub fn provider_unavailable(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Provider {
+                unavailable: true,
+                ..
+            } | AgentError::ProviderTimeout { .. }
+        )
+    }
+}
+
 impl Agent {
     pub fn new(
         runtime: Arc<Runtime>,
@@ -250,11 +331,24 @@ impl Agent {
             audit,
             upstream: Upstream::new(config.provider_timeout),
             turn_limiter: RateLimiter::new(config.turns_per_minute, config.turn_windows.clone()),
+            models: ModelChoice::parse_list(&config.model),
+            breakers: Breakers::new(config.breaker_failures, config.breaker_cool_down),
+            budget: DailyBudget {
+                tokens: config.daily_tokens,
+            },
+            llm_metrics: LlmMetrics::default(),
             runtime,
             registry,
             store,
             config,
         }
+    }
+
+    /// Counts a turn of `user` against the turn rate, then checks the
+    /// daily token budget.
+    async fn admit(&self, user: &str) -> Result<(), AgentError> {
+        self.turn_limiter.check(user).await?;
+        self.budget.check(&self.store, user).await
     }
 
     /// Starts a turn of `user` through `door`: checks the request, counts it against the
@@ -275,7 +369,7 @@ impl Agent {
                 content,
             } => {
                 check_message(content)?;
-                self.turn_limiter.check(user).await?;
+                self.admit(user).await?;
                 match conversation_id {
                     Some(id) => {
                         let mut conversation = self.own_conversation(user, *id).await?;
@@ -310,7 +404,7 @@ impl Agent {
                 if message.role != Role::User {
                     return Err(AgentError::NotAUserMessage(*message_id));
                 }
-                self.turn_limiter.check(user).await?;
+                self.admit(user).await?;
                 self.store
                     .delete_messages_after(conversation.id, message.id)
                     .await?;
@@ -351,5 +445,18 @@ impl Agent {
             .conversation(user, id)
             .await?
             .ok_or(AgentError::ConversationNotFound(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelChoice;
+
+    #[test]
+    fn the_model_list_is_ordered_and_trimmed() {
+        let list = ModelChoice::parse_list("openai:gpt-4o-mini, anthropic:claude-x ,rules");
+        let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["openai:gpt-4o-mini", "anthropic:claude-x", "rules"]);
+        assert_eq!(ModelChoice::parse_list(" ")[0].provider, "rules");
     }
 }

@@ -91,6 +91,12 @@ impl<'a> Reply<'a> {
         self.events.send(AgentEvent::TextDelta(text)).await;
     }
 
+    /// Whether the reply started showing: a round that streamed text cannot
+    /// be handed to another provider.
+    pub fn streamed(&self) -> bool {
+        self.state().announced
+    }
+
     /// Stores the round's complete message (its text and any tool calls)
     /// and reports it; returns its id and creation time.
     pub async fn finish(

@@ -2,6 +2,7 @@
 //! store each message as it happens, until the model answers with text.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
@@ -10,12 +11,16 @@ use super::ask::{self, ASK_USER};
 use super::events::EventSink;
 use super::history::{self, provider_call, stored_call};
 use super::reply::Reply;
-use super::{Agent, AgentError, AgentEvent, MAX_TOOL_CALLS_PER_TURN, ToolCallRecord, TurnOutcome};
+use super::upstream::UpstreamError;
+use super::{
+    Agent, AgentError, AgentEvent, MAX_TOOL_CALLS_PER_TURN, ModelChoice, ToolCallRecord,
+    TurnOutcome,
+};
 use crate::audit::Door;
 use crate::auth::Caller;
 use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role};
 use crate::plugins::{CallError, Plugin, PluginKind, Snapshot, ToolError, ToolSpec};
-use crate::store::{self, NewMessage};
+use crate::store::{self, NewMessage, RoundUsage};
 
 const SYSTEM_PROMPT: &str = "You are the task assistant of wasmgate. You help the user manage their \
 to-do list with the tools you have: add_task, list_tasks, complete_task, update_task and \
@@ -45,15 +50,7 @@ impl Agent {
         // One snapshot for the whole turn: tools and provider stay the same
         // versions however long it runs, whatever reloads meanwhile.
         let snapshot = self.registry.snapshot();
-        let (provider_name, model) = match self.config.model.split_once(':') {
-            Some((name, model)) => (name, model),
-            None => (self.config.model.as_str(), ""),
-        };
-        let provider = snapshot
-            .plugin(provider_name)
-            .filter(|p| p.kind() == PluginKind::Provider)
-            .cloned()
-            .ok_or_else(|| AgentError::ProviderMissing(provider_name.to_string()))?;
+        let providers = self.providers(&snapshot)?;
         let stored = self
             .store
             .recent_messages(conversation_id, self.config.history_messages)
@@ -84,20 +81,21 @@ impl Agent {
         );
         let mut records = Vec::new();
         for _ in 0..self.config.max_rounds {
-            let request = CompletionRequest {
-                model,
-                messages: &history,
-                tools: &tools,
-                stream,
-            };
             let reply = Reply::new(&self.store, conversation_id, events);
             if stream {
                 reply.reserve().await?;
             }
-            let round = self.provider_round(&provider, &request, &reply, conversation_id);
-            let completion = tokio::select! {
-                completion = round => match completion {
-                    Ok(completion) => completion,
+            let round = self.answer_round(
+                &providers,
+                &history,
+                &tools,
+                stream,
+                &reply,
+                conversation_id,
+            );
+            let (completion, answered, took) = tokio::select! {
+                answer = round => match answer {
+                    Ok(answer) => answer,
                     Err(err) => {
                         reply.keep_partial().await?;
                         return Err(err);
@@ -111,6 +109,21 @@ impl Agent {
             let calls: Vec<store::ToolCall> =
                 completion.tool_calls.iter().map(stored_call).collect();
             let (message_id, created_at) = reply.finish(&completion.text, &calls).await?;
+            let (input_tokens, output_tokens) = completion.usage.unwrap_or_default();
+            self.record_round(
+                RoundUsage {
+                    user_id: caller.user.clone(),
+                    conversation_id,
+                    message_id: Some(message_id),
+                    provider: answered.provider.clone(),
+                    model: answered.model.clone(),
+                    input_tokens: input_tokens.into(),
+                    output_tokens: output_tokens.into(),
+                    latency_ms: took.as_millis() as u64,
+                },
+                took,
+            )
+            .await?;
             if calls.is_empty() {
                 return Ok(TurnOutcome {
                     conversation_id,
@@ -193,6 +206,14 @@ impl Agent {
         })
     }
 
+    /// Stores what a round cost (the budget counts it) and counts it for
+    /// `/metrics`.
+    async fn record_round(&self, usage: RoundUsage, took: Duration) -> Result<(), AgentError> {
+        self.llm_metrics.record(&usage, took);
+        self.store.record_usage(&usage).await?;
+        Ok(())
+    }
+
     /// Notes the cancel for the model's next turn.
     async fn cancelled(&self, conversation_id: i64) -> AgentError {
         let note = NewMessage::text(store::Role::Hidden, CANCELLED_NOTE);
@@ -202,6 +223,86 @@ impl Agent {
         AgentError::Cancelled { conversation_id }
     }
 
+    /// The providers of `WASMGATE_MODEL` loaded in `snapshot`, in order.
+    fn providers<'s>(&'s self, snapshot: &'s Snapshot) -> Result<Vec<Candidate<'s>>, AgentError> {
+        let loaded: Vec<Candidate> = self
+            .models
+            .iter()
+            .filter_map(|choice| {
+                let plugin = snapshot
+                    .plugin(&choice.provider)
+                    .filter(|p| p.kind() == PluginKind::Provider);
+                if plugin.is_none() {
+                    tracing::warn!(provider = %choice.provider, "a provider of WASMGATE_MODEL is not loaded; skipped");
+                }
+                plugin.map(|plugin| Candidate { plugin, choice })
+            })
+            .collect();
+        if loaded.is_empty() {
+            return Err(AgentError::ProviderMissing(self.models[0].provider.clone()));
+        }
+        Ok(loaded)
+    }
+
+    /// One round, answered by the first provider that can: a provider
+    /// whose breaker is open is skipped, and one that cannot be reached,
+    /// answers 429 or 5xx or is too slow hands the round to the next (unless
+    /// its reply already started streaming). Any other failure is the
+    /// request's, and no other provider is asked.
+    async fn answer_round<'c>(
+        &self,
+        providers: &'c [Candidate<'_>],
+        messages: &[ChatMessage],
+        tools: &[&ToolSpec],
+        stream: bool,
+        reply: &Reply<'_>,
+        conversation_id: i64,
+    ) -> Result<(Completion, &'c ModelChoice, Duration), AgentError> {
+        let mut failure = None;
+        for candidate in providers {
+            let key = candidate.choice.to_string();
+            if let Some(open) = self.breakers.open_for(&key) {
+                failure.get_or_insert(AgentError::Provider {
+                    conversation_id,
+                    message: format!(
+                        "{key} keeps failing and is skipped for {} s more",
+                        open.as_secs().max(1)
+                    ),
+                    unavailable: true,
+                });
+                continue;
+            }
+            let request = CompletionRequest {
+                model: &candidate.choice.model,
+                messages,
+                tools,
+                stream,
+            };
+            let started = Instant::now();
+            match self
+                .provider_round(candidate.plugin, &request, reply, conversation_id)
+                .await
+            {
+                Ok(completion) => {
+                    self.breakers.succeeded(&key);
+                    return Ok((completion, candidate.choice, started.elapsed()));
+                }
+                Err(err) if err.provider_unavailable() => {
+                    if self.breakers.failed(&key) {
+                        tracing::warn!(provider = %key, "provider keeps failing; its circuit is open");
+                    }
+                    if reply.streamed() {
+                        return Err(err);
+                    }
+                    tracing::warn!(provider = %key, error = %err, "provider unavailable; trying the next");
+                    failure = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(failure.expect("providers() returns at least one"))
+    }
+
     async fn provider_round(
         &self,
         provider: &Arc<Plugin>,
@@ -209,16 +310,17 @@ impl Agent {
         reply: &Reply<'_>,
         conversation_id: i64,
     ) -> Result<Completion, AgentError> {
-        let failed = |message: String| AgentError::Provider {
+        let failed = |err: UpstreamError| AgentError::Provider {
             conversation_id,
-            message,
+            unavailable: matches!(err, UpstreamError::Unavailable(_)),
+            message: err.to_string(),
         };
         let round = async {
             match self
                 .runtime
                 .prepare(provider, request)
                 .await
-                .map_err(|err| failed(err.to_string()))?
+                .map_err(|err| failed(UpstreamError::Failed(err.to_string())))?
             {
                 // Reported when the reply is finished.
                 Plan::Reply(completion) => Ok(completion),
@@ -226,7 +328,7 @@ impl Agent {
                     .upstream
                     .round(&self.runtime, provider, http, request.stream, reply)
                     .await
-                    .map_err(|err| failed(err.to_string())),
+                    .map_err(failed),
             }
         };
         let limit = self.config.provider_timeout;
@@ -312,6 +414,12 @@ impl Agent {
         }
         records.into_iter().flatten().collect()
     }
+}
+
+/// A provider of `WASMGATE_MODEL` that is loaded.
+struct Candidate<'s> {
+    plugin: &'s Arc<Plugin>,
+    choice: &'s ModelChoice,
 }
 
 /// The tools of a turn, in name order, as many as fit [`MAX_TOOLS_BYTES`].

@@ -43,6 +43,10 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub enum UpstreamError {
     #[error("{0}")]
     Failed(String),
+    /// The provider could not be reached, or answered 429 or 5xx, once the
+    /// retries were spent: another provider may answer instead.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub struct Upstream {
@@ -75,6 +79,14 @@ impl Upstream {
     ) -> Result<Completion, UpstreamError> {
         let response = self.send(plugin, &request).await?;
         let status = response.status().as_u16();
+        if is_transient(response.status()) {
+            let body = read_capped(response).await?;
+            let detail = match runtime.parse_response(plugin, status, &body).await {
+                Err(err) => err.to_string(),
+                Ok(_) => format!("it answered {status}"),
+            };
+            return Err(UpstreamError::Unavailable(detail));
+        }
         // Some OpenAI-compatible servers answer a streamed request whole, as
         // JSON; decode what the provider sent, not what was asked for (the
         // reply then shows as one delta, see `Reply::finish`).
@@ -172,7 +184,7 @@ impl Upstream {
                 }
                 _ => {
                     return outcome.map_err(|err| {
-                        UpstreamError::Failed(format!(
+                        UpstreamError::Unavailable(format!(
                             "cannot reach the provider: {}",
                             without_url(&err)
                         ))

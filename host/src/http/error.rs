@@ -283,6 +283,14 @@ impl From<crate::agent::AgentError> for ApiError {
         match &error {
             AgentError::InvalidMessage(problem) => problem.clone().into(),
             AgentError::RateLimited(wait) => ApiError::rate_limited(*wait),
+            AgentError::BudgetExceeded { reset_in, .. } => ApiError {
+                retry_after: Some(reset_in.as_secs().max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "budget_exceeded",
+                    error.to_string(),
+                )
+            },
             AgentError::ConversationNotFound(_) | AgentError::MessageNotFound(_) => {
                 ApiError::not_found(error.to_string())
             }

@@ -1,6 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: per-plugin calls, errors,
 //! timeouts and a latency histogram; HTTP requests by route and status;
-//! reloads and rejected loads.
+//! model tokens and provider round latency; reloads and rejected loads.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::agent::usage::LATENCY_BUCKETS;
 use crate::plugins::stats::{BUCKETS, StatsSnapshot};
 
 /// Requests counted by (method, route, status). A std `Mutex`: held for one
@@ -135,6 +136,38 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "wasmgate_plugin_outbound_requests_total{{plugin=\"{}\",host=\"{}\",outcome=\"{outcome}\"}} {count}",
             escape(&plugin),
             escape(&host)
+        );
+    }
+
+    out += "# HELP wasmgate_llm_tokens_total Tokens the model providers reported, by provider, model and kind (input, output).\n# TYPE wasmgate_llm_tokens_total counter\n";
+    for ((provider, model, kind), count) in state.agent.llm_metrics.tokens() {
+        let _ = writeln!(
+            out,
+            "wasmgate_llm_tokens_total{{provider=\"{}\",model=\"{}\",kind=\"{kind}\"}} {count}",
+            escape(&provider),
+            escape(&model)
+        );
+    }
+    out += "# HELP wasmgate_llm_round_duration_seconds Time per provider round, from the request to the complete answer.\n# TYPE wasmgate_llm_round_duration_seconds histogram\n";
+    for (provider, latency) in state.agent.llm_metrics.latency() {
+        let labels = format!("provider=\"{}\"", escape(&provider));
+        let mut cumulative = 0;
+        for (le, count) in LATENCY_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()])
+            .zip(latency.buckets)
+        {
+            cumulative += count;
+            let _ = writeln!(
+                out,
+                "wasmgate_llm_round_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "wasmgate_llm_round_duration_seconds_sum{{{labels}}} {}\nwasmgate_llm_round_duration_seconds_count{{{labels}}} {}",
+            latency.seconds_total, latency.count
         );
     }
 

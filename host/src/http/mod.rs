@@ -18,6 +18,7 @@ mod oauth;
 mod openapi;
 pub mod server;
 mod tasks;
+mod usage;
 mod web;
 
 use std::sync::Arc;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/{user_id}/chat", post(chat::chat))
         .route("/api/{user_id}/conversations", get(conversations::list))
+        .route("/api/{user_id}/usage", get(usage::usage))
         .route(
             "/api/{user_id}/conversations/{id}",
             get(conversations::read),

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{admin, chat, chatkit, conversations, tasks};
+use super::{admin, chat, chatkit, conversations, tasks, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{admin, chat, chatkit, conversations, tasks};
         tasks::toggle_complete,
         chat::chat,
         conversations::list, conversations::read,
+        usage::usage,
         chatkit::sessions::create, chatkit::sessions::cancel,
         admin::list, admin::reload, admin::upload, admin::install, admin::remove, admin::grant,
         admin::purge_data, admin::audit,
@@ -32,6 +33,7 @@ use super::{admin, chat, chatkit, conversations, tasks};
         (name = "tasks", description = "A user's tasks (scopes tasks:read, tasks:write)"),
         (name = "chat", description = "One agent turn"),
         (name = "conversations", description = "Conversations as the chat page reads them"),
+        (name = "usage", description = "What a user's turns cost"),
         (name = "chatkit", description = "Client secrets for the ChatKit widget"),
         (name = "admin", description = "The plugin set and the audit log, for operators"),
     )

@@ -14,6 +14,7 @@ mod sessions;
 mod tasks;
 mod tool_owners;
 mod transcript;
+mod usage;
 
 pub use audit::AuditFilter;
 pub use conversations::Conversation;
@@ -21,6 +22,7 @@ pub use fleet::{FleetPlugin, PLUGINS_CHANNEL};
 pub use messages::{Answer, NewMessage, Question, Role, SKIPPED, StoredMessage, ToolCall};
 pub use sessions::ChatKitSession;
 pub use transcript::{Order, ToolCallRecord, TranscriptEntry};
+pub use usage::{RoundUsage, UsageDay};
 
 use std::path::Path;
 use std::sync::Arc;
