@@ -1,6 +1,7 @@
-//! A mock OpenAI-compatible server on loopback: the only fake in the suite
-//! (the model). It answers `POST /v1/chat/completions` from a script and
-//! records every request it receives, headers included.
+//! A mock model server on loopback: the only fake in the suite (the
+//! model). It answers `POST /v1/chat/completions` (OpenAI) and `POST
+//! /v1/messages` (Anthropic) from one script, and records every request it
+//! receives, with the headers a key may ride in.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,13 +22,19 @@ pub enum Reply {
     Raw(u16, Vec<(&'static str, &'static str)>, &'static str),
     /// A server-sent-event stream of these `data:` payloads, in order.
     Stream(Vec<Value>),
+    /// Anthropic's stream: each payload as `event: <its type>` and `data:`,
+    /// with no `[DONE]`.
+    Events(Vec<Value>),
     /// Waits, then answers with the inner reply.
     Delayed(Duration, Box<Reply>),
 }
 
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    pub path: String,
     pub authorization: Option<String>,
+    pub x_api_key: Option<String>,
+    pub anthropic_version: Option<String>,
     pub body: Value,
 }
 
@@ -50,6 +57,7 @@ impl MockOpenAi {
         shared.script.lock().unwrap().extend(script);
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(answer))
+            .route("/v1/messages", axum::routing::post(answer))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -69,6 +77,15 @@ impl MockOpenAi {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// Environment for a wasmgate server using this mock as Anthropic.
+    pub fn anthropic_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WASMGATE_MODEL", "anthropic:claude-test".into()),
+            ("ANTHROPIC_BASE_URL", self.base_url.clone()),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key".into()),
+        ]
+    }
+
     /// Environment for a wasmgate server using this mock as its model.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -79,12 +96,23 @@ impl MockOpenAi {
     }
 }
 
-async fn answer(State(shared): State<Shared>, headers: HeaderMap, body: String) -> Response {
-    shared.requests.lock().unwrap().push(Recorded {
-        authorization: headers
-            .get("authorization")
+async fn answer(
+    State(shared): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .map(str::to_string)
+    };
+    shared.requests.lock().unwrap().push(Recorded {
+        path: uri.path().to_string(),
+        authorization: header("authorization"),
+        x_api_key: header("x-api-key"),
+        anthropic_version: header("anthropic-version"),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
     });
     let next = shared.script.lock().unwrap().pop_front();
@@ -114,6 +142,22 @@ async fn render(reply: Reply) -> Response {
                 .chain(["data: [DONE]\n\n".to_string()]);
             let stream = futures::stream::iter(frames).then(|frame| async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, std::convert::Infallible>(frame)
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        Reply::Events(events) => {
+            let frames = events.into_iter().map(|event| {
+                format!(
+                    "event: {}\ndata: {event}\n\n",
+                    event["type"].as_str().unwrap_or("message")
+                )
+            });
+            let stream = futures::stream::iter(frames).then(|frame| async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
                 Ok::<_, std::convert::Infallible>(frame)
             });
             Response::builder()

@@ -165,7 +165,10 @@ async fn an_unavailable_provider_falls_back_to_the_next_and_a_refused_request_do
     let (status, _, reply) = say(&server, "Add a task to buy milk").await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert!(
-        reply["response"].as_str().unwrap().contains("Added \"Buy milk\""),
+        reply["response"]
+            .as_str()
+            .unwrap()
+            .contains("Added \"Buy milk\""),
         "the rules model answered: {reply}"
     );
     assert!(!mock.requests().is_empty(), "openai was asked first");
@@ -220,4 +223,180 @@ async fn a_provider_that_keeps_failing_is_skipped_for_its_cool_down() {
         asked, [asked[0]; 3],
         "the open breaker still sent requests: {asked:?}"
     );
+}
+
+/// The mock as Anthropic, and a turn of two tool calls then text.
+async fn anthropic(script: Vec<Reply>) -> (MockOpenAi, TestServer) {
+    let mock = MockOpenAi::start(script).await;
+    let env = mock.anthropic_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    (mock, server)
+}
+
+/// What every request to Anthropic must carry: the key in `x-api-key`
+/// only, the API version, the system prompt as its own field.
+fn sent_as_anthropic_takes_it(mock: &MockOpenAi) -> Vec<Value> {
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request.path, "/v1/messages");
+        assert_eq!(request.x_api_key.as_deref(), Some("sk-ant-test-key"));
+        assert_eq!(request.authorization, None, "the key went out twice");
+        assert_eq!(request.anthropic_version.as_deref(), Some("2023-06-01"));
+        assert_eq!(request.body["model"], "claude-test");
+        assert!(request.body["max_tokens"].as_u64().unwrap() > 0);
+        assert!(
+            request.body["system"]
+                .as_str()
+                .unwrap()
+                .contains("task assistant"),
+            "{}",
+            request.body
+        );
+        assert!(
+            request.body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["role"] == "user" || m["role"] == "assistant"),
+            "{}",
+            request.body
+        );
+        let tools = request.body["tools"].as_array().unwrap();
+        assert!(
+            tools
+                .iter()
+                .any(|t| t["name"] == "add_task" && t["input_schema"]["type"] == "object")
+        );
+    }
+    // The second round answers both calls in one user turn.
+    let messages = requests[1].body["messages"].as_array().unwrap().clone();
+    let assistant = &messages[messages.len() - 2];
+    let uses: Vec<&Value> = assistant["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .collect();
+    assert_eq!(uses.len(), 2, "{assistant}");
+    assert_eq!(uses[0]["input"], json!({"title": "Buy milk"}));
+    let results = messages.last().unwrap();
+    assert_eq!(results["role"], "user");
+    let ids: Vec<&Value> = results["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["tool_use_id"])
+        .collect();
+    assert_eq!(ids, [&json!("toolu_1"), &json!("toolu_2")], "{results}");
+    messages
+}
+
+async fn both_tasks_added(server: &TestServer) {
+    let listed: Value = reqwest::Client::new()
+        .get(server.url(&format!("/api/{USER}/tasks")))
+        .bearer_auth(token(USER))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut titles: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    titles.sort();
+    assert_eq!(titles, ["Buy milk", "Walk the dog"]);
+}
+
+#[tokio::test]
+async fn the_anthropic_adapter_runs_a_two_tool_call_turn() {
+    let (mock, server) = anthropic(vec![
+        Reply::Json(200, json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+            "content": [
+                {"type": "text", "text": "On it."},
+                {"type": "tool_use", "id": "toolu_1", "name": "add_task", "input": {"title": "Buy milk"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "add_task", "input": {"title": "Walk the dog"}}
+            ],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 40, "output_tokens": 12}
+        })),
+        Reply::Json(200, json!({
+            "id": "msg_2", "type": "message", "role": "assistant", "model": "claude-test",
+            "content": [{"type": "text", "text": "Added both."}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": 90, "output_tokens": 4}
+        })),
+    ])
+    .await;
+    let (status, _, reply) = say(&server, "Add buy milk and walk the dog").await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["response"], "Added both.");
+    assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 2);
+    sent_as_anthropic_takes_it(&mock);
+    both_tasks_added(&server).await;
+
+    let (_, body) = usage(&server, "").await;
+    assert_eq!(body["days"][0]["provider"], "anthropic");
+    assert_eq!(body["days"][0]["model"], "claude-test");
+    assert_eq!(body["total"]["input_tokens"], 130);
+    assert_eq!(body["total"]["output_tokens"], 16);
+}
+
+#[tokio::test]
+async fn the_anthropic_adapter_streams_text_and_split_tool_input() {
+    let delta = |index: u64, delta: Value| json!({"type": "content_block_delta", "index": index, "delta": delta});
+    let tool = |index: u64, id: &str| {
+        json!({"type": "content_block_start", "index": index,
+        "content_block": {"type": "tool_use", "id": id, "name": "add_task", "input": {}}})
+    };
+    let (mock, server) = anthropic(vec![
+        Reply::Events(vec![
+            json!({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 40, "output_tokens": 1}}}),
+            tool(0, "toolu_1"),
+            delta(0, json!({"type": "input_json_delta", "partial_json": "{\"title\": \"Buy"})),
+            delta(0, json!({"type": "input_json_delta", "partial_json": " milk\"}"})),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "ping"}),
+            tool(1, "toolu_2"),
+            delta(1, json!({"type": "input_json_delta", "partial_json": "{\"title\": \"Walk the dog\"}"})),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+            json!({"type": "message_stop"}),
+        ]),
+        Reply::Events(vec![
+            json!({"type": "message_start", "message": {"id": "msg_2", "usage": {"input_tokens": 90, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            delta(0, json!({"type": "text_delta", "text": "Added "})),
+            delta(0, json!({"type": "text_delta", "text": "both."})),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}}),
+            json!({"type": "message_stop"}),
+        ]),
+    ])
+    .await;
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("/api/{USER}/chat")))
+        .bearer_auth(token(USER))
+        .header("accept", "text/event-stream")
+        .json(&json!({"content": "Add buy milk and walk the dog"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    let deltas: Vec<&str> = body
+        .split("\n\n")
+        .filter(|frame| frame.starts_with("event: delta"))
+        .collect();
+    assert_eq!(deltas.len(), 2, "{body}");
+    assert!(body.contains("Added both."), "{body}");
+    assert!(mock.requests().iter().all(|r| r.body["stream"] == true));
+    sent_as_anthropic_takes_it(&mock);
+    both_tasks_added(&server).await;
+    let (_, usage) = usage(&server, "").await;
+    assert_eq!(usage["total"]["input_tokens"], 130);
+    assert_eq!(usage["total"]["output_tokens"], 16);
 }

@@ -145,7 +145,7 @@ impl Upstream {
                 request.body.len()
             )));
         }
-        let headers = plugin_headers(&request.headers)?;
+        let headers = plugin_headers(&request.headers, endpoint.api_key_header.as_deref())?;
         // Sent only to the URL checked above: a granted host, under the base path.
         let api_key = endpoint
             .api_key_secret
@@ -161,7 +161,18 @@ impl Upstream {
                 .headers(headers.clone())
                 .body(request.body.clone());
             if let Some(key) = &api_key {
-                builder = builder.bearer_auth(key);
+                builder = match &endpoint.api_key_header {
+                    None => builder.bearer_auth(key),
+                    Some(header) => {
+                        let mut value = HeaderValue::try_from(key.as_str()).map_err(|_| {
+                            UpstreamError::Failed(
+                                "the provider's secret is not a valid header value".into(),
+                            )
+                        })?;
+                        value.set_sensitive(true);
+                        builder.header(header.as_str(), value)
+                    }
+                };
             }
             let outcome = builder.send().await;
             let retry_in = match &outcome {
@@ -301,8 +312,12 @@ fn join_url(base: &Url, path: &str) -> Result<Url, UpstreamError> {
 }
 
 /// The plugin's headers, without what the host owns: framing and hop-by-hop
-/// headers, credentials, and where the request came from.
-fn plugin_headers(headers: &[(String, String)]) -> Result<HeaderMap, UpstreamError> {
+/// headers, credentials (the secret's own header, `secret_header`, among
+/// them), and where the request came from.
+fn plugin_headers(
+    headers: &[(String, String)],
+    secret_header: Option<&str>,
+) -> Result<HeaderMap, UpstreamError> {
     let total: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
     if headers.len() > MAX_HEADERS || total > MAX_HEADER_BYTES {
         return Err(refused(format!(
@@ -336,7 +351,8 @@ fn plugin_headers(headers: &[(String, String)]) -> Result<HeaderMap, UpstreamErr
                 | "expect"
                 | "forwarded"
         ) || name.as_str().starts_with("proxy-")
-            || name.as_str().starts_with("x-forwarded-");
+            || name.as_str().starts_with("x-forwarded-")
+            || Some(name.as_str()) == secret_header;
         if !host_owned {
             map.append(name, value);
         }
@@ -424,22 +440,26 @@ mod tests {
 
     #[test]
     fn plugins_set_no_framing_or_credential_headers() {
-        let headers = plugin_headers(&[
-            ("content-type".into(), "application/json".into()),
-            ("Transfer-Encoding".into(), "chunked".into()),
-            ("Connection".into(), "close".into()),
-            ("Proxy-Authorization".into(), "Basic eA==".into()),
-            ("authorization".into(), "Bearer stolen".into()),
-            ("x-forwarded-for".into(), "1.2.3.4".into()),
-        ])
+        let headers = plugin_headers(
+            &[
+                ("content-type".into(), "application/json".into()),
+                ("Transfer-Encoding".into(), "chunked".into()),
+                ("Connection".into(), "close".into()),
+                ("Proxy-Authorization".into(), "Basic eA==".into()),
+                ("authorization".into(), "Bearer stolen".into()),
+                ("x-forwarded-for".into(), "1.2.3.4".into()),
+                ("x-goog-api-key".into(), "stolen".into()),
+            ],
+            Some("x-goog-api-key"),
+        )
         .unwrap();
         assert_eq!(
             headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             ["content-type"]
         );
-        assert!(plugin_headers(&[("bad header".into(), "x".into())]).is_err());
-        assert!(plugin_headers(&[("x".into(), "a\nb".into())]).is_err());
+        assert!(plugin_headers(&[("bad header".into(), "x".into())], None).is_err());
+        assert!(plugin_headers(&[("x".into(), "a\nb".into())], None).is_err());
         let many: Vec<_> = (0..33).map(|i| (format!("x-{i}"), "v".into())).collect();
-        assert!(plugin_headers(&many).is_err());
+        assert!(plugin_headers(&many, None).is_err());
     }
 }

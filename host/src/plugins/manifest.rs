@@ -62,9 +62,31 @@ pub struct ProviderEndpoint {
     /// manifest's `hosts`.
     pub base_url: String,
     /// The secret (one of the manifest's `secrets`) the host sends as
-    /// `Authorization: Bearer …`.
+    /// `Authorization: Bearer …`, or in `api_key_header`.
     pub api_key_secret: Option<String>,
+    /// The header that carries the secret as it is (e.g. `x-api-key`, as
+    /// Anthropic's API takes it) instead of `Authorization: Bearer …`.
+    /// The host owns it: a header of that name from the plugin is dropped.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
 }
+
+/// Headers a provider's secret may not ride in: the connection's own, and
+/// those whose meaning is not a credential.
+const NOT_FOR_SECRETS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "cookie",
+    "accept",
+    "user-agent",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -236,6 +258,23 @@ impl Manifest {
                 return Err(format!(
                     "provider.api_key_secret {secret:?} must be one of the manifest's secrets"
                 ));
+            }
+            if let Some(header) = &endpoint.api_key_header {
+                let valid = !header.is_empty()
+                    && header.len() <= 64
+                    && header
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !NOT_FOR_SECRETS.contains(&header.as_str());
+                if !valid {
+                    return Err(format!(
+                        "provider.api_key_header {header:?} must be a lowercase header name \
+                         that is not one of {NOT_FOR_SECRETS:?}"
+                    ));
+                }
+                if endpoint.api_key_secret.is_none() {
+                    return Err("provider.api_key_header needs provider.api_key_secret".into());
+                }
             }
         }
         let limits = &self.limits;
