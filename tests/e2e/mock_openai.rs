@@ -1,6 +1,6 @@
 //! A mock model server on loopback: the only fake in the suite (the
-//! model). It answers `POST /v1/chat/completions` (OpenAI) and `POST
-//! /v1/messages` (Anthropic) from one script, and records every request it
+//! model). It answers `POST /v1/chat/completions` and `POST /v1/responses`
+//! (OpenAI) and `POST /v1/messages` (Anthropic) from one script, and records every request it
 //! receives, with the headers a key may ride in.
 
 use std::collections::VecDeque;
@@ -22,8 +22,8 @@ pub enum Reply {
     Raw(u16, Vec<(&'static str, &'static str)>, &'static str),
     /// A server-sent-event stream of these `data:` payloads, in order.
     Stream(Vec<Value>),
-    /// Anthropic's stream: each payload as `event: <its type>` and `data:`,
-    /// with no `[DONE]`.
+    /// Anthropic's and the Responses API's stream: each payload as `event:
+    /// <its type>` and `data:`, with no `[DONE]`.
     Events(Vec<Value>),
     /// Waits, then answers with the inner reply.
     Delayed(Duration, Box<Reply>),
@@ -58,6 +58,7 @@ impl MockOpenAi {
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(answer))
             .route("/v1/messages", axum::routing::post(answer))
+            .route("/v1/responses", axum::routing::post(answer))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

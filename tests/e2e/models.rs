@@ -400,3 +400,138 @@ async fn the_anthropic_adapter_streams_text_and_split_tool_input() {
     assert_eq!(usage["total"]["input_tokens"], 130);
     assert_eq!(usage["total"]["output_tokens"], 16);
 }
+
+/// The mock as the OpenAI Responses API.
+async fn responses(script: Vec<Reply>) -> (MockOpenAi, TestServer) {
+    let mock = MockOpenAi::start(script).await;
+    let mut env = mock.env();
+    env[0].1 = "openai-responses:gpt-test".into();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&plugins_dir(), &env).ready().await;
+    (mock, server)
+}
+
+/// What every Responses request must carry, and the second round's input:
+/// both calls and both their outputs.
+fn sent_as_responses_takes_it(mock: &MockOpenAi) {
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request.path, "/v1/responses");
+        assert_eq!(request.authorization.as_deref(), Some("Bearer sk-test-key"));
+        assert_eq!(request.body["model"], "gpt-test");
+        assert_eq!(request.body["store"], false);
+        assert!(
+            request.body["instructions"]
+                .as_str()
+                .unwrap()
+                .contains("task assistant"),
+            "{}",
+            request.body
+        );
+        let tools = request.body["tools"].as_array().unwrap();
+        assert!(
+            tools
+                .iter()
+                .any(|t| t["type"] == "function" && t["name"] == "add_task")
+        );
+    }
+    let input = requests[1].body["input"].as_array().unwrap();
+    let of = |kind: &str| -> Vec<&Value> {
+        input
+            .iter()
+            .filter(|i| i["type"] == kind)
+            .map(|i| &i["call_id"])
+            .collect()
+    };
+    let ids = [&json!("call_1"), &json!("call_2")];
+    assert_eq!(of("function_call"), ids, "{input:?}");
+    assert_eq!(of("function_call_output"), ids, "{input:?}");
+}
+
+fn response_with(output: Value, usage: (u64, u64)) -> Value {
+    json!({"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-test",
+           "output": output, "usage": {"input_tokens": usage.0, "output_tokens": usage.1}})
+}
+
+fn two_calls() -> Value {
+    json!([
+        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "add_task", "arguments": "{\"title\": \"Buy milk\"}"},
+        {"type": "function_call", "id": "fc_2", "call_id": "call_2", "name": "add_task", "arguments": "{\"title\": \"Walk the dog\"}"}
+    ])
+}
+
+fn said(text: &str) -> Value {
+    json!([{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}])
+}
+
+#[tokio::test]
+async fn the_responses_adapter_runs_a_two_tool_call_turn() {
+    let (mock, server) = responses(vec![
+        Reply::Json(200, response_with(two_calls(), (40, 12))),
+        Reply::Json(200, response_with(said("Added both."), (90, 4))),
+    ])
+    .await;
+    let (status, _, reply) = say(&server, "Add buy milk and walk the dog").await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["response"], "Added both.");
+    sent_as_responses_takes_it(&mock);
+    both_tasks_added(&server).await;
+    let (_, body) = usage(&server, "").await;
+    assert_eq!(body["days"][0]["provider"], "openai-responses");
+    assert_eq!(body["total"]["input_tokens"], 130);
+    assert_eq!(body["total"]["output_tokens"], 16);
+}
+
+#[tokio::test]
+async fn the_responses_adapter_streams_text_and_split_arguments() {
+    let added = |index: u64, call: &str| {
+        json!({"type": "response.output_item.added", "output_index": index,
+        "item": {"type": "function_call", "id": format!("fc_{index}"), "call_id": call, "name": "add_task", "arguments": ""}})
+    };
+    let args = |index: u64, delta: &str| {
+        json!({"type": "response.function_call_arguments.delta",
+        "output_index": index, "item_id": format!("fc_{index}"), "delta": delta})
+    };
+    let text = |delta: &str| {
+        json!({"type": "response.output_text.delta", "output_index": 0,
+        "content_index": 0, "item_id": "msg_1", "delta": delta})
+    };
+    let completed = |response: Value| json!({"type": "response.completed", "response": response});
+    let (mock, server) = responses(vec![
+        Reply::Events(vec![
+            json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}}),
+            added(0, "call_1"),
+            args(0, "{\"title\": \"Buy"),
+            args(0, " milk\"}"),
+            added(1, "call_2"),
+            args(1, "{\"title\": \"Walk the dog\"}"),
+            completed(response_with(two_calls(), (40, 12))),
+        ]),
+        Reply::Events(vec![
+            text("Added "),
+            text("both."),
+            completed(response_with(said("Added both."), (90, 4))),
+        ]),
+    ])
+    .await;
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("/api/{USER}/chat")))
+        .bearer_auth(token(USER))
+        .header("accept", "text/event-stream")
+        .json(&json!({"content": "Add buy milk and walk the dog"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    let deltas = body
+        .split("\n\n")
+        .filter(|frame| frame.starts_with("event: delta"))
+        .count();
+    assert_eq!(deltas, 2, "{body}");
+    assert!(body.contains("Added both."), "{body}");
+    assert!(mock.requests().iter().all(|r| r.body["stream"] == true));
+    sent_as_responses_takes_it(&mock);
+    both_tasks_added(&server).await;
+}
