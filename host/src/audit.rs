@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::plugins::{CallError, Plugin, Runtime};
 use crate::store::Store;
@@ -123,15 +124,21 @@ impl Audit {
         &self,
         runtime: &Runtime,
         plugin: &Arc<Plugin>,
-        user: &str,
-        door: Door,
-        tool: &str,
-        arguments: &str,
+        (user, door): (&str, Door),
+        call: ToolInvocation<'_>,
     ) -> Result<Value, CallError> {
+        let ToolInvocation {
+            tool,
+            arguments,
+            id,
+        } = call;
         let started = Instant::now();
+        let span = crate::telemetry::tool_span(tool, id, door.as_str(), arguments);
         let (result, hosts) = runtime
             .call_tool_reporting(plugin, user, tool, arguments)
+            .instrument(span.clone())
             .await;
+        crate::telemetry::record_tool_result(&span, result.as_ref().map_err(|_| outcome(&result)));
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(queue) = queue {
             let entry = AuditEntry {
@@ -154,6 +161,15 @@ impl Audit {
         }
         result
     }
+}
+
+/// A tool call as a door asks for it.
+pub struct ToolInvocation<'a> {
+    pub tool: &'a str,
+    /// The arguments, a JSON object.
+    pub arguments: &'a str,
+    /// The model's id for the call, when a chat turn made it.
+    pub id: Option<&'a str>,
 }
 
 fn outcome(result: &Result<Value, CallError>) -> &'static str {

@@ -13,6 +13,7 @@ pub mod oci;
 pub mod plugins;
 pub mod store;
 pub mod tasks;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;

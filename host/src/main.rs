@@ -7,19 +7,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use wasmgate::config::{Cli, Command, PluginsCommand};
 
 fn main() -> ExitCode {
     quiet_error_backtraces();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+    // Made before the runtime: its HTTP client runs on a thread of its own.
+    let (tracer, tracer_error) = match wasmgate::telemetry::exporter() {
+        Some(Ok(provider)) => (Some(provider), None),
+        Some(Err(err)) => (None, Some(err)),
+        None => (None, None),
+    };
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    tracing_subscriber::registry()
+        .with(log)
+        .with(tracer.as_ref().map(wasmgate::telemetry::layer))
         .init();
+    if let Some(err) = tracer_error {
+        tracing::error!(error = %err, "cannot export traces; serving without them");
+    }
 
     let runtime = tokio::runtime::Runtime::new().expect("the OS lets a process start its threads");
     let result = runtime.block_on(async {
@@ -95,6 +107,13 @@ fn main() -> ExitCode {
             },
         }
     });
+    // The spans still queued go out, within a bound: an unreachable
+    // collector must not hold up the exit.
+    if let Some(tracer) = tracer
+        && let Err(err) = tracer.shutdown_with_timeout(Duration::from_secs(5))
+    {
+        eprintln!("warning: traces not flushed: {err}");
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

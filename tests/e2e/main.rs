@@ -29,3 +29,4 @@ mod serve;
 mod signatures;
 mod support;
 mod tasks;
+mod traces;

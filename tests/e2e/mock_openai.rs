@@ -35,6 +35,7 @@ pub struct Recorded {
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
     pub anthropic_version: Option<String>,
+    pub traceparent: Option<String>,
     pub body: Value,
 }
 
@@ -114,6 +115,7 @@ async fn answer(
         authorization: header("authorization"),
         x_api_key: header("x-api-key"),
         anthropic_version: header("anthropic-version"),
+        traceparent: header("traceparent"),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
     });
     let next = shared.script.lock().unwrap().pop_front();

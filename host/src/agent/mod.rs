@@ -35,6 +35,7 @@ use breaker::Breakers;
 use events::EventSink;
 use rate_limit::RateLimiter;
 pub use rate_limit::Windows;
+use tracing::Instrument;
 use upstream::Upstream;
 use usage::{DailyBudget, LlmMetrics};
 
@@ -306,6 +307,20 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// A short name of the error, for a span's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentError::Provider {
+                unavailable: true, ..
+            } => "provider_unavailable",
+            AgentError::Provider { .. } => "provider_error",
+            AgentError::ProviderTimeout { .. } => "timeout",
+            AgentError::Cancelled { .. } => "cancelled",
+            AgentError::Store(_) => "storage_unavailable",
+            _ => "error",
+        }
+    }
+
     /// Whether the provider was unavailable (unreachable, 429 or 5xx after
     /// its retries, or too slow), so that the next provider may answer.
     pub fn provider_unavailable(&self) -> bool {
@@ -419,18 +434,23 @@ impl Agent {
         };
         let stream = delivery != Delivery::Whole;
         let (agent, caller, conversation_id) = (self.clone(), caller.clone(), conversation.id);
-        let running = tokio::spawn(async move {
-            if let TurnRequest::Message { content, .. } = request {
-                let user_message = agent
-                    .store
-                    .append_message(conversation_id, NewMessage::text(Role::User, content))
-                    .await?;
-                sink.send(AgentEvent::Started { user_message }).await;
+        // A child of the request's span, though it runs in a task of its own.
+        let span = crate::telemetry::turn_span(door.as_str(), conversation_id);
+        let running = tokio::spawn(
+            async move {
+                if let TurnRequest::Message { content, .. } = request {
+                    let user_message = agent
+                        .store
+                        .append_message(conversation_id, NewMessage::text(Role::User, content))
+                        .await?;
+                    sink.send(AgentEvent::Started { user_message }).await;
+                }
+                agent
+                    .respond(&caller, door, conversation_id, stream, &sink)
+                    .await
             }
-            agent
-                .respond(&caller, door, conversation_id, stream, &sink)
-                .await
-        });
+            .instrument(span),
+        );
         Ok(Turn {
             conversation,
             created,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::ask::{self, ASK_USER};
 use super::events::EventSink;
@@ -16,11 +17,12 @@ use super::{
     Agent, AgentError, AgentEvent, MAX_TOOL_CALLS_PER_TURN, ModelChoice, ToolCallRecord,
     TurnOutcome,
 };
-use crate::audit::Door;
+use crate::audit::{Door, ToolInvocation};
 use crate::auth::Caller;
 use crate::plugins::provider::{ChatMessage, Completion, CompletionRequest, Plan, Role};
 use crate::plugins::{CallError, Plugin, PluginKind, Snapshot, ToolError, ToolSpec};
 use crate::store::{self, NewMessage, RoundUsage};
+use crate::telemetry;
 
 const SYSTEM_PROMPT: &str = "You are the task assistant of wasmgate. You help the user manage their \
 to-do list with the tools you have: add_task, list_tasks, complete_task, update_task and \
@@ -279,10 +281,24 @@ impl Agent {
                 stream,
             };
             let started = Instant::now();
-            match self
+            let span = telemetry::chat_span(&candidate.choice.provider, &candidate.choice.model);
+            let answer = self
                 .provider_round(candidate.plugin, &request, reply, conversation_id)
-                .await
-            {
+                .instrument(span.clone())
+                .await;
+            match &answer {
+                Ok(completion) => telemetry::record_answer(
+                    &span,
+                    &candidate.choice.model,
+                    completion.usage,
+                    &completion.finish_reason,
+                    &completion.text,
+                ),
+                Err(err) => {
+                    span.record("error.type", err.kind());
+                }
+            }
+            match answer {
                 Ok(completion) => {
                     self.breakers.succeeded(&key);
                     return Ok((completion, candidate.choice, started.elapsed()));
@@ -387,10 +403,12 @@ impl Agent {
                             .call_tool(
                                 &self.runtime,
                                 plugin,
-                                &caller.user,
-                                door,
-                                &call.name,
-                                &call.arguments,
+                                (&caller.user, door),
+                                ToolInvocation {
+                                    tool: &call.name,
+                                    arguments: &call.arguments,
+                                    id: Some(&call.id),
+                                },
                             )
                             .await
                     }

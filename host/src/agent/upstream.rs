@@ -145,7 +145,9 @@ impl Upstream {
                 request.body.len()
             )));
         }
-        let headers = plugin_headers(&request.headers, endpoint.api_key_header.as_deref())?;
+        let mut headers = plugin_headers(&request.headers, endpoint.api_key_header.as_deref())?;
+        // The provider's spans join the turn's trace.
+        crate::telemetry::propagate(&mut headers);
         // Sent only to the URL checked above: a granted host, under the base path.
         let api_key = endpoint
             .api_key_secret

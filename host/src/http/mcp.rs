@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use super::auth::AuthUser;
 use super::{ApiError, AppState};
-use crate::audit::Door;
+use crate::audit::{Door, ToolInvocation};
 use crate::auth::{Caller, Scopes};
 
 /// How long a `server/discover` answer stays true: the capabilities are
@@ -261,10 +261,12 @@ impl ServerHandler for McpServer {
             .call_tool(
                 &self.state.runtime,
                 plugin,
-                &caller.user,
-                Door::Mcp,
-                &request.name,
-                &arguments,
+                (&caller.user, Door::Mcp),
+                ToolInvocation {
+                    tool: &request.name,
+                    arguments: &arguments,
+                    id: None,
+                },
             )
             .await
         {

@@ -154,7 +154,18 @@ fn request_span(request: &Request) -> tracing::Span {
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
+    let span = tracing::info_span!(
+        "request",
+        // The route is not known yet here (routing comes after this layer);
+        // HTTP semantic conventions then name the span by its method.
+        otel.name = %request.method(),
+        otel.kind = "server",
+        id,
+        method = %request.method(),
+        path = request.uri().path()
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 /// Request ids: the process start time and a counter, unique per process
