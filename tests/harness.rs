@@ -277,10 +277,11 @@ impl TestServer {
     }
 
     /// Waits until the server answers `/readyz` (plugins are loaded after
-    /// the socket is bound).
+    /// the socket is bound). Each server compiles every stock plugin into a
+    /// cache of its own, which on two busy cores takes a while.
     pub async fn ready(self) -> TestServer {
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        for _ in 0..1200 {
             if let Ok(response) = client.get(self.url("/readyz")).send().await
                 && response.status().is_success()
             {

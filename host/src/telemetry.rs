@@ -58,12 +58,19 @@ where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
     use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    let ours =
+        tracing_subscriber::filter::Targets::new().with_target("wasmgate", tracing::Level::INFO);
+    // Spans only, each with its own attributes: log lines, source
+    // locations, threads and busy/idle times would triple what every turn
+    // exports.
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("wasmgate"))
-        .with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("wasmgate", tracing::Level::INFO),
-        )
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
+        .with_filter(ours.and(tracing_subscriber::filter::filter_fn(|meta| meta.is_span())))
 }
 
 static ENABLED: OnceLock<bool> = OnceLock::new();

@@ -55,14 +55,16 @@ fn xtask() -> anyhow::Result<()> {
             build_plugins(&root)?;
             ensure_browser(&root)?;
             ensure_debian_package(REGISTRY, "docker-registry", "the OCI test")?;
-            // The guests' own unit tests (e.g. the rules model's parser) run
-            // natively; only their components need the wasm target.
+            // The guests' own unit tests (the rules model's parser, the
+            // provider kit) run natively; only components need the wasm target.
             cargo(&[
                 "test",
                 "--manifest-path",
                 "plugins/Cargo.toml",
                 "--package",
                 "rules",
+                "--package",
+                "wasmgate-provider-kit",
                 "--target-dir",
                 "target/guest-tests",
             ])?;
@@ -281,14 +283,18 @@ fn ensure_debian_package(path: &str, package: &str, needed_by: &str) -> anyhow::
     Ok(())
 }
 
-/// The package name of the crate in `dir`, or `None` if `dir` holds no
-/// crate (e.g. `plugins/testing` itself, seen from `plugins/`) or only the SDK.
+/// The package name of the plugin crate in `dir`, or `None` if `dir` holds
+/// no crate (e.g. `plugins/testing` itself, seen from `plugins/`) or a
+/// library the plugins share (the SDK, the provider kit: no `cdylib`).
 fn crate_name(dir: &Path) -> anyhow::Result<Option<String>> {
     let cargo_toml = dir.join("Cargo.toml");
-    if !cargo_toml.exists() || dir.ends_with("sdk") {
+    if !cargo_toml.exists() {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&cargo_toml)?;
+    if !text.contains("\"cdylib\"") {
+        return Ok(None);
+    }
     let name = toml_string(&text, "name")
         .with_context(|| format!("{} has no package name", cargo_toml.display()))?;
     Ok(Some(name))

@@ -157,11 +157,7 @@ fn usage(value: &Value) -> Option<Usage> {
 /// An error answer: OpenAI's `{"error":{"message":…}}` or the start of
 /// whatever else came back.
 fn upstream(status: u16, body: &[u8]) -> ProviderError {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-    ProviderError::Upstream((status, message))
+    ProviderError::Upstream((status, wasmgate_provider_kit::error_message(body)))
 }
 
 /// Decodes the event stream into deltas; `response.completed` carries the
@@ -173,8 +169,8 @@ struct Decoder {
 #[derive(Default)]
 struct Assembly {
     status: u16,
-    /// Bytes of an incomplete line, kept for the next chunk.
-    pending: Vec<u8>,
+    /// The stream's `data:` payloads, across chunks.
+    data: wasmgate_provider_kit::EventData,
     /// The whole body of an error answer.
     error_body: Vec<u8>,
     /// Output index → index among the tool calls, for `function_call` items.
@@ -198,19 +194,15 @@ impl GuestStreamDecoder for Decoder {
             state.error_body.extend_from_slice(&chunk);
             return Ok(Vec::new());
         }
-        state.pending.extend_from_slice(&chunk);
         let mut events = Vec::new();
-        while let Some(end) = state.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = state.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data:") else {
-                continue; // `event:` lines repeat the data's `type`
-            };
-            let data = data.trim();
-            if data.is_empty() || data == "[DONE]" {
-                continue;
-            }
-            let event: Value = serde_json::from_str(data).map_err(|err| {
+        // `event:` lines repeat the data's `type`.
+        for data in state
+            .data
+            .feed(&chunk)
+            .into_iter()
+            .filter(|d| d != "[DONE]")
+        {
+            let event: Value = serde_json::from_str(&data).map_err(|err| {
                 ProviderError::BadResponse(format!("stream event is not JSON: {err}"))
             })?;
             state.apply(&event, &mut events)?;

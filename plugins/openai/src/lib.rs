@@ -131,11 +131,7 @@ fn usage(value: &Value) -> Option<Usage> {
 /// An error answer: OpenAI's `{"error":{"message":…}}` or the start of
 /// whatever else came back.
 fn upstream(status: u16, body: &[u8]) -> ProviderError {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-    ProviderError::Upstream((status, message))
+    ProviderError::Upstream((status, wasmgate_provider_kit::error_message(body)))
 }
 
 /// Decodes `data: {…}` server-sent events into deltas, and assembles them.
@@ -146,8 +142,8 @@ struct Decoder {
 #[derive(Default)]
 struct Assembly {
     status: u16,
-    /// Bytes of an incomplete line, kept for the next chunk.
-    pending: Vec<u8>,
+    /// The stream's `data:` payloads, across chunks.
+    data: wasmgate_provider_kit::EventData,
     /// The whole body of an error answer.
     error_body: Vec<u8>,
     text: String,
@@ -174,23 +170,13 @@ impl GuestStreamDecoder for Decoder {
             state.error_body.extend_from_slice(&chunk);
             return Ok(Vec::new());
         }
-        state.pending.extend_from_slice(&chunk);
         let mut events = Vec::new();
-        while let Some(end) = state.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = state.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data:") else {
-                continue; // comments, event names, blank separators
-            };
-            let data = data.trim();
+        for data in state.data.feed(&chunk) {
             if data == "[DONE]" {
                 state.done = true;
                 continue;
             }
-            if data.is_empty() {
-                continue;
-            }
-            let chunk: Value = serde_json::from_str(data).map_err(|err| {
+            let chunk: Value = serde_json::from_str(&data).map_err(|err| {
                 ProviderError::BadResponse(format!("stream chunk is not JSON: {err}"))
             })?;
             state.apply(&chunk, &mut events);
