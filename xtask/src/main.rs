@@ -283,16 +283,17 @@ fn ensure_debian_package(path: &str, package: &str, needed_by: &str) -> anyhow::
     Ok(())
 }
 
-/// The package name of the plugin crate in `dir`, or `None` if `dir` holds
-/// no crate (e.g. `plugins/testing` itself, seen from `plugins/`) or a
-/// library the plugins share (the SDK, the provider kit: no `cdylib`).
+/// The package name of the component crate in `dir`, or `None` if `dir`
+/// holds no crate (e.g. `plugins/testing` itself, seen from `plugins/`) or
+/// a library the plugins share (the SDK, the provider kit): a component is
+/// a `cdylib` or a command (`src/main.rs`, such as `hello-cli`).
 fn crate_name(dir: &Path) -> anyhow::Result<Option<String>> {
     let cargo_toml = dir.join("Cargo.toml");
     if !cargo_toml.exists() {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&cargo_toml)?;
-    if !text.contains("\"cdylib\"") {
+    if !text.contains("\"cdylib\"") && !dir.join("src/main.rs").exists() {
         return Ok(None);
     }
     let name = toml_string(&text, "name")
