@@ -21,6 +21,24 @@ pub(crate) async fn connect(
     ().serve(transport).await.expect("initialize succeeds")
 }
 
+/// The version the test greeter answers with over MCP (null when absent).
+pub(crate) async fn greets(server: &TestServer) -> Value {
+    let body: Value = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .bearer_auth(token("alice"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "greet", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["result"]["structuredContent"]["version"].clone()
+}
+
 /// The tools `tools/list` shows `bearer`: one JSON-RPC POST, no session.
 pub(crate) async fn tool_names(server: &TestServer, bearer: &str) -> Vec<String> {
     let body: Value = reqwest::Client::new()

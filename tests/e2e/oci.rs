@@ -16,7 +16,8 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, test_plugins_dir, token};
+use crate::mcp::greets;
+use crate::support::{TestServer, test_plugins_dir};
 
 /// Where Debian's package puts the registry (`cargo xtask test` installs it).
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -252,24 +253,6 @@ async fn listed(server: &TestServer) -> Value {
         .find(|p| p["name"] == "greeter")
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-/// The version the greeter answers with over MCP (null when absent).
-async fn greets(server: &TestServer) -> Value {
-    let body: Value = reqwest::Client::new()
-        .post(server.url("/mcp"))
-        .bearer_auth(token("alice"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "greet", "arguments": {}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["result"]["structuredContent"]["version"].clone()
 }
 
 async fn reload(server: &TestServer) {

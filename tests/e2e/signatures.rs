@@ -8,9 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::support::{TestServer, test_plugins_dir, token};
+use crate::mcp::greets;
+use crate::support::{TestServer, test_plugins_dir};
 
 const ADMIN: &str = "admin-token-for-signatures";
 const GREETER: &str = "name = \"greeter\"\nversion = \"1.0.0\"\nkind = \"tool\"\n";
@@ -77,24 +78,6 @@ async fn upload(
         .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// The version the greeter answers with over MCP.
-async fn greets(server: &TestServer) -> Value {
-    let body: Value = reqwest::Client::new()
-        .post(server.url("/mcp"))
-        .bearer_auth(token("alice"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "greet", "arguments": {}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["result"]["structuredContent"]["version"].clone()
 }
 
 #[test]
