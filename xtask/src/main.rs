@@ -8,7 +8,9 @@
 //! - `test`: the plugins and the browser test's tools (Debian's Chromium,
 //!   `playwright-core` from npm) when missing, then every test suite of the
 //!   workspace;
-//! - `bench`: the plugins, then the benchmarks.
+//! - `bench`: the plugins, then the benchmarks;
+//! - `load`: `build` and the load generator, then the server benchmark
+//!   (`load.rs`).
 //!
 //! Plain `std::process::Command`s: what runs is what a person would type.
 
@@ -17,10 +19,11 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod load;
+
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-const USAGE: &str =
-    "usage: cargo xtask <build | run | test | bench> [extra args for the underlying command]";
+const USAGE: &str = "usage: cargo xtask <build | run | test | bench | load> [extra args for the underlying command]";
 
 fn main() -> std::process::ExitCode {
     match xtask() {
@@ -79,6 +82,18 @@ fn xtask() -> anyhow::Result<()> {
             // for every error value wasmtime creates internally.
             bench.env("RUST_LIB_BACKTRACE", "0").args(&rest);
             run(&mut bench)
+        }
+        "load" => {
+            build_plugins(&root)?;
+            cargo(&[
+                "build",
+                "--release",
+                "--package",
+                "wasmgate",
+                "--package",
+                "wasmgate-load",
+            ])?;
+            load::load(&root, &rest)
         }
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
