@@ -40,12 +40,18 @@ impl Drop for Running {
     }
 }
 
-/// `args`: `[--baseline BIN] [wasmgate-load run arguments…]`.
-pub fn load(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    let (baseline, rest) = match args {
-        [flag, bin, rest @ ..] if flag == "--baseline" => (Some(PathBuf::from(bin)), rest),
-        rest => (None, rest),
-    };
+/// `args`: `[--baseline BIN]… [wasmgate-load run arguments…]`; each
+/// baseline is named by its file name, and the first is what the ratios
+/// compare with.
+pub fn load(root: &Path, mut args: &[String]) -> anyhow::Result<()> {
+    let mut baselines = Vec::new();
+    while let [flag, bin, rest @ ..] = args
+        && flag == "--baseline"
+    {
+        baselines.push(PathBuf::from(bin));
+        args = rest;
+    }
+    let rest = args;
     let generator = root.join("target/release/wasmgate-load");
     let work = root.join("target/load");
     let _ = std::fs::remove_dir_all(&work);
@@ -63,10 +69,15 @@ pub fn load(root: &Path, args: &[String]) -> anyhow::Result<()> {
 
     let mut servers = Vec::new();
     let mut targets = Vec::new();
-    let builds = baseline
+    let builds = baselines
         .iter()
-        .map(|bin| ("baseline", bin.clone()))
-        .chain([("this build", root.join("target/release/wasmgate"))]);
+        .map(|bin| {
+            let name = bin
+                .file_name()
+                .map_or("baseline".into(), |n| n.to_string_lossy().into_owned());
+            (name, bin.clone())
+        })
+        .chain([("this build".to_string(), root.join("target/release/wasmgate"))]);
     for (name, bin) in builds {
         let (server, base) =
             start_server(root, &bin, &work.join(name.replace(' ', "-")), &mock_url)?;

@@ -438,15 +438,21 @@ impl Agent {
         let span = crate::telemetry::turn_span(door.as_str(), conversation_id);
         let running = tokio::spawn(
             async move {
+                let mut known = None;
                 if let TurnRequest::Message { content, .. } = request {
                     let user_message = agent
                         .store
                         .append_message(conversation_id, NewMessage::text(Role::User, content))
                         .await?;
+                    // A new conversation holds this message alone: no need
+                    // to read it back.
+                    if created {
+                        known = Some(vec![user_message.clone()]);
+                    }
                     sink.send(AgentEvent::Started { user_message }).await;
                 }
                 agent
-                    .respond(&caller, door, conversation_id, stream, &sink)
+                    .respond(&caller, door, (conversation_id, known), stream, &sink)
                     .await
             }
             .instrument(span),

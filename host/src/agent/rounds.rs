@@ -41,11 +41,12 @@ const CANCELLED_NOTE: &str = "The user cancelled the previous reply before it fi
 impl Agent {
     /// Answers the conversation as it stands (its last message is the
     /// user's): the turn after its user message is stored, and a retry.
+    /// `known` is the conversation's messages when the caller has them.
     pub(super) async fn respond(
         &self,
         caller: &Caller,
         door: Door,
-        conversation_id: i64,
+        (conversation_id, known): (i64, Option<Vec<store::StoredMessage>>),
         stream: bool,
         events: &EventSink,
     ) -> Result<TurnOutcome, AgentError> {
@@ -53,10 +54,14 @@ impl Agent {
         // versions however long it runs, whatever reloads meanwhile.
         let snapshot = self.registry.snapshot();
         let providers = self.providers(&snapshot)?;
-        let stored = self
-            .store
-            .recent_messages(conversation_id, self.config.history_messages)
-            .await?;
+        let stored = match known {
+            Some(messages) => messages,
+            None => {
+                self.store
+                    .recent_messages(conversation_id, self.config.history_messages)
+                    .await?
+            }
+        };
         // The user message answers the question the last turn ended with.
         if let [.., asked, said] = stored.as_slice()
             && said.role == store::Role::User
