@@ -13,12 +13,6 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use wasmgate::config::{Cli, Command, PluginsCommand};
 
-/// mimalloc instead of glibc's malloc: a chat turn allocates and frees
-/// thousands of small buffers across threads (JSON, rows, HTTP), and glibc's
-/// per-thread arenas and consolidation took about 8% of a turn's CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     quiet_error_backtraces();
     let cli = Cli::parse();
