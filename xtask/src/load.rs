@@ -77,7 +77,10 @@ pub fn load(root: &Path, mut args: &[String]) -> anyhow::Result<()> {
                 .map_or("baseline".into(), |n| n.to_string_lossy().into_owned());
             (name, bin.clone())
         })
-        .chain([("this build".to_string(), root.join("target/release/wasmgate"))]);
+        .chain([(
+            "this build".to_string(),
+            root.join("target/release/wasmgate"),
+        )]);
     for (name, bin) in builds {
         let (server, base) =
             start_server(root, &bin, &work.join(name.replace(' ', "-")), &mock_url)?;

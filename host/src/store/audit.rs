@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::db::RunOn;
 use super::{Store, StoreError, db_error, decode_all};
 use crate::audit::AuditEntry;
 
@@ -81,7 +82,7 @@ impl Store {
         .bind(filter.since.as_deref())
         .bind(filter.before.unwrap_or(i64::MAX))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all_on(&self.db)
         .await
         .map_err(db_error)?;
         decode_all(&rows, entry)

@@ -8,6 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::db::RunOn;
 use super::{Order, Store, StoreError, db_error, decode_all, now, returned};
 
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ impl Store {
         )
         .bind(user)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional_on(&self.db)
         .await
         .map_err(db_error)?;
         row.as_ref().map(conversation).transpose().map_err(db_error)
@@ -75,7 +76,7 @@ impl Store {
         )
         .bind(user)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all_on(&self.db)
         .await
         .map_err(db_error)?;
         decode_all(&rows, conversation)
@@ -117,7 +118,7 @@ impl Store {
         };
         let rows = query
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await
             .map_err(db_error)?;
         decode_all(&rows, conversation)
@@ -144,7 +145,10 @@ impl Store {
     /// Deletes the user's conversation and its messages; `false` if it is
     /// not theirs.
     pub async fn delete_conversation(&self, user: &str, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.db.acquire().await.map_err(db_error)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(db_error)?;
         let owned = sqlx::query("SELECT id FROM conversations WHERE user_id = $1 AND id = $2")
             .bind(user)
             .bind(id)

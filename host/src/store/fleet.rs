@@ -6,6 +6,7 @@
 
 use sqlx::Row;
 
+use super::db::RunOn;
 use super::{Store, StoreError, db_error, decode_all, now};
 use crate::plugins::{Pin, PluginFiles};
 
@@ -80,7 +81,7 @@ impl Store {
     /// The shared plugin set, without the bytes.
     pub async fn fleet_plugins(&self) -> Result<Vec<FleetPlugin>, StoreError> {
         let rows = sqlx::query("SELECT name, sha256, updated_at FROM fleet_plugins ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await
             .map_err(db_error)?;
         decode_all(&rows, |row| {
@@ -106,7 +107,7 @@ impl Store {
         )
         .bind(name)
         .bind(sha256)
-        .fetch_optional(&self.pool)
+        .fetch_optional_on(&self.db)
         .await
         .map_err(db_error)?;
         row.map(|row| {
@@ -145,7 +146,7 @@ impl Store {
     /// The fleet's grants: plugin name → policy entry (JSON).
     pub async fn fleet_grants(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT name, entry FROM fleet_grants ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await
             .map_err(db_error)?;
         decode_all(&rows, |row| {

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::db::RunOn;
 use super::{Store, db_error, now};
 use crate::kv::{KvError, KvQuota, KvRepository};
 
@@ -22,7 +23,7 @@ impl KvRepository for Store {
         .bind(plugin)
         .bind(user)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional_on(&self.db)
         .await
         .map_err(db_error)?;
         Ok(row
@@ -101,7 +102,7 @@ impl KvRepository for Store {
         .bind(prefix)
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all_on(&self.db)
         .await
         .map_err(db_error)?;
         rows.iter()

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::db::RunOn;
 use super::{Store, StoreError, db_error, decode_all, now, returned};
 
 /// Who a message is from, as the `role` column stores it.
@@ -276,7 +277,7 @@ impl Store {
         ))
         .bind(conversation_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all_on(&self.db)
         .await
         .map_err(db_error)?;
         let mut messages = decode_all(&rows, message)?;
@@ -297,7 +298,7 @@ impl Store {
         ))
         .bind(conversation_id)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional_on(&self.db)
         .await
         .map_err(db_error)?;
         row.as_ref().map(message).transpose().map_err(db_error)
@@ -366,7 +367,10 @@ impl Store {
         ids: &[i64],
         kind: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.db.acquire().await.map_err(db_error)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(db_error)?;
         for id in ids {
             sqlx::query("UPDATE messages SET feedback = $1 WHERE conversation_id = $2 AND id = $3")
                 .bind(kind)

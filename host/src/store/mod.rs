@@ -1,5 +1,7 @@
-//! The store: SQLite (the embedded default) or PostgreSQL behind one sqlx
-//! `Any` pool, with the migrations of `migrations/` applied at connect.
+//! The store: SQLite (the embedded default) or PostgreSQL through sqlx's
+//! `Any` driver, with the migrations of `migrations/` applied at connect.
+//! Queries run on a [`db::Db`]: a pool for PostgreSQL, connections the
+//! store holds itself for SQLite.
 //!
 //! The store knows nothing about HTTP or wasmtime. Queries are written once
 //! in the SQL both backends accept (`$n` parameters, `RETURNING`); only the
@@ -7,6 +9,7 @@
 
 mod audit;
 mod conversations;
+mod db;
 mod fleet;
 mod kv;
 mod messages;
@@ -30,15 +33,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::ConnectOptions;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use db::{AnyQuery, Db, RunOn};
+
+/// What every SQLite connection is opened with.
+const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+     PRAGMA journal_size_limit = 33554432;";
 
 /// The default database: a file under `./data/`, created on first run.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/wasmgate.db";
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    db: Db,
     backend: Backend,
     /// Whether the last write failed for a reason of the storage's own.
     writes_failing: Arc<AtomicBool>,
@@ -77,49 +87,34 @@ impl Store {
             .context("parsing DATABASE_URL")?
             .disable_statement_logging();
 
-        let pool = AnyPoolOptions::new()
+        let db = match backend {
             // SQLite allows one writer at a time; more connections only help
             // readers, and WAL lets them read while one writes.
-            .max_connections(match backend {
-                Backend::Sqlite => 8,
-                Backend::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            // sqlx pings an idle connection before handing it out. A server
-            // connection can die while idle (restarts, idle timeouts), so
-            // PostgreSQL keeps the check; a SQLite file connection cannot,
-            // and there the ping was a second round trip to the connection's
-            // worker thread on every query. Without it, a query cancelled
-            // while acquiring (a client that hangs up) also no longer costs
-            // a connection: sqlx drops one it was still checking.
-            .test_before_acquire(backend == Backend::Postgres)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA journal_size_limit = 33554432;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .context("connecting to the database")?;
+            Backend::Sqlite => Db::held(&options, 8, SQLITE_SETUP).await,
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(db::ACQUIRE_TIMEOUT)
+                // A server connection can die while idle (restarts, idle
+                // timeouts): sqlx pings it before handing it out.
+                .test_before_acquire(true)
+                .connect_with(options)
+                .await
+                .map(Db::Pool),
+        }
+        .context("connecting to the database")?;
 
         let migrator = match backend {
             Backend::Sqlite => sqlx::migrate!("../migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("../migrations/postgres"),
         };
+        let mut conn = db.acquire().await.context("connecting to the database")?;
         migrator
-            .run(&pool)
+            .run(&mut *conn)
             .await
             .context("applying database migrations")?;
+        drop(conn);
         Ok(Store {
-            pool,
+            db,
             backend,
             writes_failing: Arc::default(),
             max_tasks_per_user: DEFAULT_MAX_TASKS_PER_USER.into(),
@@ -137,7 +132,7 @@ impl Store {
     pub fn keep_wal_under(self, limit_mib: u32) -> Store {
         if self.backend == Backend::Sqlite && limit_mib > 0 {
             let frames = i64::from(limit_mib) * 1024 * 1024 / WAL_FRAME_BYTES;
-            tokio::spawn(wal_upkeep(self.pool.clone(), frames));
+            tokio::spawn(wal_upkeep(self.db.clone(), frames));
         }
         self
     }
@@ -147,19 +142,19 @@ impl Store {
     pub async fn close(&self) {
         if self.backend == Backend::Sqlite
             && let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
+                .execute_on(&self.db)
                 .await
         {
             tracing::warn!(error = %err, "cannot checkpoint the WAL at shutdown");
         }
-        self.pool.close().await;
+        self.db.close().await;
     }
 
     /// Whether the database answers and takes writes (for `/readyz`).
     /// While writes fail, each check tries one small write of its own, so
     /// readiness comes back when the storage does, without a restart.
     pub async fn health(&self) -> Health {
-        if sqlx::query("SELECT 1").execute(&self.pool).await.is_err() {
+        if sqlx::query("SELECT 1").execute_on(&self.db).await.is_err() {
             return Health::Unreachable;
         }
         if !self.writes_failing.load(Ordering::Relaxed) {
@@ -181,7 +176,7 @@ impl Store {
         &self,
         query: AnyQuery<'q>,
     ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
-        let outcome = query.execute(&self.pool).await;
+        let outcome = query.execute_on(&self.db).await;
         self.note_write(&outcome);
         outcome
     }
@@ -195,7 +190,7 @@ impl Store {
         &self,
         query: AnyQuery<'q>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        let outcome = query.fetch_all(&self.pool).await;
+        let outcome = query.fetch_all_on(&self.db).await;
         self.note_write(&outcome);
         outcome.map(|rows| rows.into_iter().next())
     }
@@ -236,23 +231,23 @@ pub const DEFAULT_WAL_LIMIT_MIB: u32 = 32;
 /// checkpoint every few seconds reports the log's size without blocking
 /// anyone; past `limit_frames` a truncating one waits (within the busy timeout) for
 /// the readers, folds the log in and empties it.
-async fn wal_upkeep(pool: AnyPool, limit_frames: i64) {
+async fn wal_upkeep(db: Db, limit_frames: i64) {
     let mut every = tokio::time::interval(WAL_CHECK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if pool.is_closed() {
+        if db.is_closed() {
             return;
         }
         let frames = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pool)
+            .fetch_one_on(&db)
             .await
             .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 1));
         match frames {
             Ok(frames) if frames > limit_frames => {
                 let started = std::time::Instant::now();
                 match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(&pool)
+                    .execute_on(&db)
                     .await
                 {
                     Ok(_) => {
@@ -262,7 +257,7 @@ async fn wal_upkeep(pool: AnyPool, limit_frames: i64) {
                 }
             }
             Ok(_) => {}
-            Err(err) if pool.is_closed() => {
+            Err(err) if db.is_closed() => {
                 tracing::debug!(error = %err, "the database closed");
                 return;
             }
@@ -310,8 +305,6 @@ pub enum Health {
     Unreachable,
     WritesFailing,
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// The store failed; the cause was logged where it happened.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::db::RunOn;
 use super::{Store, StoreError, db_error, returned};
 
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ impl Store {
             " FROM chatkit_sessions WHERE secret_sha256 = $1"
         ))
         .bind(secret_sha256)
-        .fetch_optional(&self.pool)
+        .fetch_optional_on(&self.db)
         .await
         .map_err(db_error)?;
         row.as_ref().map(session).transpose().map_err(db_error)

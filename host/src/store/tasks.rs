@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::db::RunOn;
 use super::{Store, db_error, now};
 
 fn unavailable(err: sqlx::Error) -> TaskError {
@@ -82,7 +83,7 @@ impl TaskRepository for Store {
         };
         let rows = sqlx::query(sql)
             .bind(user)
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await
             .map_err(unavailable)?;
         rows.iter()
@@ -129,12 +130,12 @@ impl TaskRepository for Store {
             .bind(user)
             .bind(i64::from(limit))
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await
             .map_err(unavailable)?;
         let total: i64 = sqlx::query(count)
             .bind(user)
-            .fetch_one(&self.pool)
+            .fetch_one_on(&self.db)
             .await
             .and_then(|row| row.try_get("total"))
             .map_err(unavailable)?;
@@ -156,7 +157,7 @@ impl TaskRepository for Store {
         ))
         .bind(user)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional_on(&self.db)
         .await
         .map_err(unavailable)?
         .ok_or(TaskError::NotFound(id))?;

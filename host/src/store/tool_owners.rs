@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use super::Store;
+use super::db::RunOn;
 use crate::plugins::ToolOwners;
 
 #[async_trait::async_trait]
 impl ToolOwners for Store {
     async fn load(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let rows = sqlx::query("SELECT tool, plugin FROM tool_owners")
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("tool")?, row.try_get("plugin")?)))
@@ -20,7 +21,8 @@ impl ToolOwners for Store {
     }
 
     async fn save(&self, owners: &BTreeMap<String, String>) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.db.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query("DELETE FROM tool_owners")
             .execute(&mut *tx)
             .await?;

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::db::RunOn;
 use super::messages::{Role, StoredMessage, ToolCall, message, message_columns};
 use super::{Store, StoreError, db_error, decode_all};
 
@@ -100,7 +101,7 @@ impl Store {
             .bind(Role::User.as_str())
             .bind(Role::Assistant.as_str())
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all_on(&self.db)
             .await
             .map_err(db_error)?;
         let messages = decode_all(&rows, message)?;
@@ -150,7 +151,7 @@ impl Store {
         .bind(last)
         .bind(i64::MAX)
         .bind(Role::Tool.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all_on(&self.db)
         .await
         .map_err(db_error)?;
         decode_all(&rows, message)

@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 
+use super::db::RunOn;
 use super::{Store, StoreError, db_error, decode_all, now};
 
 /// One provider round, as recorded.
@@ -60,7 +61,7 @@ impl Store {
         )
         .bind(user)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one_on(&self.db)
         .await
         .map_err(db_error)?;
         row.try_get("spent").map_err(db_error)
@@ -80,7 +81,7 @@ impl Store {
         )
         .bind(user)
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all_on(&self.db)
         .await
         .map_err(db_error)?;
         decode_all(&rows, |row| {
