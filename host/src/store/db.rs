@@ -23,6 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a query waits for a free connection.
 pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing waits for connections in use.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(super) enum Db {
@@ -31,11 +33,14 @@ pub(super) enum Db {
 }
 
 pub(super) struct Held {
+    /// Opened on demand, up to `size`, and kept.
     idle: Mutex<Vec<AnyConnection>>,
-    /// Connections in all, idle or taken.
+    /// Connections in all, idle, taken or being opened.
     size: u32,
-    /// One permit per idle connection.
+    /// One permit per connection that may be taken.
     free: Arc<Semaphore>,
+    options: AnyConnectOptions,
+    setup: &'static str,
     closed: AtomicBool,
 }
 
@@ -54,23 +59,20 @@ pub(super) struct HeldConn {
 }
 
 impl Db {
-    /// `count` SQLite connections opened with `options`, each set up by
-    /// running `setup` (its pragmas).
+    /// Up to `count` SQLite connections opened with `options`, each set up
+    /// by running `setup` (its pragmas); one is opened now, to fail early.
     pub(super) async fn held(
         options: &AnyConnectOptions,
-        count: usize,
+        count: u32,
         setup: &'static str,
     ) -> Result<Db, sqlx::Error> {
-        let mut idle = Vec::with_capacity(count);
-        for _ in 0..count {
-            let mut conn = options.connect().await?;
-            conn.execute(setup).await?;
-            idle.push(conn);
-        }
+        let first = open(options, setup).await?;
         Ok(Db::Held(Arc::new(Held {
-            idle: Mutex::new(idle),
-            size: count as u32,
-            free: Arc::new(Semaphore::new(count)),
+            idle: Mutex::new(vec![first]),
+            size: count,
+            free: Arc::new(Semaphore::new(count as usize)),
+            options: options.clone(),
+            setup,
             closed: AtomicBool::new(false),
         })))
     }
@@ -84,9 +86,13 @@ impl Db {
                         .await
                         .map_err(|_| sqlx::Error::PoolTimedOut)?
                         .map_err(|_| sqlx::Error::PoolClosed)?;
-                let conn = lock(&held.idle)
-                    .pop()
-                    .expect("a free permit stands for an idle connection");
+                // A permit holder holds one connection at most, so no more
+                // than `size` are ever open.
+                let idle = lock(&held.idle).pop();
+                let conn = match idle {
+                    Some(conn) => conn,
+                    None => open(&held.options, held.setup).await?,
+                };
                 Ok(Conn::Held(HeldConn {
                     conn: Some(conn),
                     held: held.clone(),
@@ -109,8 +115,10 @@ impl Db {
             Db::Pool(pool) => pool.close().await,
             Db::Held(held) => {
                 held.closed.store(true, Ordering::Relaxed);
-                // Waits for the connections in use to come back.
-                if let Ok(all) = held.free.acquire_many(held.size).await {
+                // Waits a while for the connections in use to come back; a
+                // stuck caller does not hold up the exit.
+                let all = held.free.acquire_many(held.size);
+                if let Ok(Ok(all)) = tokio::time::timeout(CLOSE_WAIT, all).await {
                     all.forget();
                 }
                 held.free.close();
@@ -121,6 +129,15 @@ impl Db {
             }
         }
     }
+}
+
+async fn open(
+    options: &AnyConnectOptions,
+    setup: &'static str,
+) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = options.connect().await?;
+    conn.execute(setup).await?;
+    Ok(conn)
 }
 
 impl Drop for HeldConn {
@@ -192,4 +209,74 @@ impl<'q> RunOn<'q> for AnyQuery<'q> {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn one_connection(dir: &tempfile::TempDir) -> Db {
+        sqlx::any::install_default_drivers();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("db.sqlite").display()
+        );
+        let options: AnyConnectOptions = url.parse().unwrap();
+        let db = Db::held(&options, 1, "PRAGMA journal_mode = WAL;")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER)")
+            .execute_on(&db)
+            .await
+            .unwrap();
+        db
+    }
+
+    async fn count(db: &Db) -> i64 {
+        let row = tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT COUNT(*) AS n FROM t").fetch_one_on(db),
+        )
+        .await
+        .expect("the connection came back")
+        .unwrap();
+        sqlx::Row::get(&row, "n")
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_mid_query_gives_its_connection_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = one_connection(&dir).await;
+        for _ in 0..20 {
+            let insert = sqlx::query("INSERT INTO t (v) VALUES (1)").execute_on(&db);
+            // Polled once, then dropped: cancelled while the statement runs.
+            let _ = tokio::time::timeout(Duration::ZERO, insert).await;
+        }
+        let n = count(&db).await;
+        assert!(n <= 20, "{n}");
+        sqlx::query("INSERT INTO t (v) VALUES (2)")
+            .execute_on(&db)
+            .await
+            .unwrap();
+        assert_eq!(count(&db).await, n + 1);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_left_open_is_rolled_back_before_the_next_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = one_connection(&dir).await;
+        {
+            let mut conn = db.acquire().await.unwrap();
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+            sqlx::query("INSERT INTO t (v) VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            // Dropped uncommitted, as by a caller that went away.
+        }
+        assert_eq!(count(&db).await, 0);
+        db.close().await;
+        assert!(db.is_closed());
+        assert!(matches!(db.acquire().await, Err(sqlx::Error::PoolClosed)));
+    }
 }
