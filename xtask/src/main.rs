@@ -77,7 +77,11 @@ fn xtask() -> anyhow::Result<()> {
         }
         "bench" => {
             build_plugins(&root)?;
-            let mut bench = cargo_command(&["bench", "--package", "wasmgate", "--benches"]);
+            let mut bench = cargo_command(&["bench", "--package", "wasmgate"]);
+            // Every benchmark, unless the arguments name one (`--bench X`).
+            if !rest.iter().any(|arg| arg == "--bench") {
+                bench.arg("--benches");
+            }
             // As the server does (see host/src/main.rs): no backtrace capture
             // for every error value wasmtime creates internally.
             bench.env("RUST_LIB_BACKTRACE", "0").args(&rest);

@@ -1,16 +1,17 @@
 //! Where the store's queries run: a sqlx pool for PostgreSQL, and for
-//! SQLite a fixed set of connections the store holds itself.
+//! SQLite up to eight connections the store holds itself, opened as first
+//! needed.
 //!
 //! sqlx's pool tests every connection it takes back: after each query it
 //! spawns a task that pings the connection before it is idle again. On
 //! PostgreSQL that keeps dead server connections out. On SQLite each
 //! connection is a thread of sqlx's that runs its statements, so the ping
 //! was a second round trip between threads per query, on top of the
-//! query's own, and a chat turn's nine statements woke threads about 50
-//! times, the largest part of its CPU on these machines (see
-//! docs/PERFORMANCE.md). A SQLite file connection does not die while idle,
-//! and its thread runs commands in order, so a transaction a cancelled
-//! caller left open is rolled back before the next caller's statement.
+//! query's own, plus a task; thread wake-ups are the largest part of a chat
+//! turn's CPU on these machines (see docs/PERFORMANCE.md). A SQLite file
+//! connection does not die while idle, and its thread runs commands in
+//! order, so a transaction a cancelled caller left open is rolled back
+//! before the next caller's statement.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
