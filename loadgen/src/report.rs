@@ -96,7 +96,6 @@ impl Row {
 
     /// The row as a line of the markdown table under [`Row::HEADER`].
     pub fn line(&self) -> String {
-        let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3} ms"));
         format!(
             "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {} | {} | {} | {} | {:.3} ms |",
             self.target,
@@ -106,10 +105,10 @@ impl Row {
             self.p90_ms,
             self.p99_ms,
             self.max_ms,
-            opt(self.overhead_p50_ms),
-            opt(self.overhead_p99_ms),
+            ms_or_dash(self.overhead_p50_ms),
+            ms_or_dash(self.overhead_p99_ms),
             self.errors,
-            opt(self.cpu_ms_per_turn),
+            ms_or_dash(self.cpu_ms_per_turn),
             self.own_cpu_ms_per_turn,
         )
     }
@@ -122,6 +121,11 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A figure in milliseconds, or a dash where there is none.
+fn ms_or_dash(value: Option<f64>) -> String {
+    value.map_or("–".to_string(), |v| format!("{v:.3} ms"))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -168,7 +172,6 @@ impl Median {
     /// The line under [`Median::HEADER`], with ratios to `baseline` (the
     /// first target's median under the same load).
     pub fn line(&self, baseline: &Median) -> String {
-        let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3} ms"));
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "–".to_string(),
@@ -181,8 +184,8 @@ impl Median {
             self.turns_per_sec,
             self.p50_ms,
             self.p99_ms,
-            opt(self.overhead_p99_ms),
-            opt(self.cpu_ms_per_turn),
+            ms_or_dash(self.overhead_p99_ms),
+            ms_or_dash(self.cpu_ms_per_turn),
             self.errors,
             ratio(Some(self.turns_per_sec), Some(baseline.turns_per_sec)),
             ratio(Some(self.p99_ms), Some(baseline.p99_ms)),

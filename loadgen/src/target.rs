@@ -102,7 +102,7 @@ fn mint(secret: &str, user: &str) -> String {
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    parse_cpu_time(&stat, clock_ticks_per_second())
+    parse_cpu_time(&stat, CLOCK_TICKS_PER_SECOND)
 }
 
 /// utime and stime are fields 14 and 15, counted after the command name,
@@ -127,11 +127,8 @@ fn parse_cpu_time(stat: &str, ticks_per_second: u64) -> anyhow::Result<Duration>
     ))
 }
 
-/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on; the kernel's
-/// USER_HZ has been fixed at 100 for its ABI.
-fn clock_ticks_per_second() -> u64 {
-    100
-}
+/// `sysconf(_SC_CLK_TCK)`: the kernel's USER_HZ, fixed at 100 in its ABI.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
 
 #[cfg(test)]
 mod tests {

@@ -110,8 +110,13 @@ impl Db {
         }
     }
 
-    /// Closes every connection once it is free; later acquires fail.
+    /// Closes every connection once it is free (waiting at most
+    /// [`CLOSE_WAIT`] for those in use); later acquires fail.
     pub(super) async fn close(&self) {
+        self.close_within(CLOSE_WAIT).await;
+    }
+
+    async fn close_within(&self, wait: Duration) {
         match self {
             Db::Pool(pool) => pool.close().await,
             Db::Held(held) => {
@@ -119,7 +124,7 @@ impl Db {
                 // Waits a while for the connections in use to come back; a
                 // stuck caller does not hold up the exit.
                 let all = held.free.acquire_many(held.size);
-                if let Ok(Ok(all)) = tokio::time::timeout(CLOSE_WAIT, all).await {
+                if let Ok(Ok(all)) = tokio::time::timeout(wait, all).await {
                     all.forget();
                 }
                 held.free.close();
@@ -279,5 +284,17 @@ mod tests {
         db.close().await;
         assert!(db.is_closed());
         assert!(matches!(db.acquire().await, Err(sqlx::Error::PoolClosed)));
+    }
+
+    #[tokio::test]
+    async fn closing_does_not_wait_forever_for_a_caller_that_holds_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = one_connection(&dir).await;
+        let stuck = db.acquire().await.unwrap();
+        let started = std::time::Instant::now();
+        db.close_within(Duration::from_millis(100)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(matches!(db.acquire().await, Err(sqlx::Error::PoolClosed)));
+        drop(stuck);
     }
 }
