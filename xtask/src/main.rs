@@ -79,7 +79,10 @@ fn xtask() -> anyhow::Result<()> {
             build_plugins(&root)?;
             let mut bench = cargo_command(&["bench", "--package", "wasmgate"]);
             // Every benchmark, unless the arguments name one (`--bench X`).
-            if !rest.iter().any(|arg| arg == "--bench") {
+            if !rest
+                .iter()
+                .any(|arg| arg == "--bench" || arg.starts_with("--bench="))
+            {
                 bench.arg("--benches");
             }
             // As the server does (see host/src/main.rs): no backtrace capture
